@@ -1,0 +1,54 @@
+"""The ``vital`` command: a thin typer app over the Python API.
+
+Each stage registers its commands from its own module in this package; the
+commands only parse flags, call the API and print.  Unusable input
+(:class:`vital.errors.InputError`) becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from vital import __version__
+from vital.cli import annotate, demo, evaluate, figures, generate, sample, select, selector
+from vital.errors import InputError
+
+app = typer.Typer(
+    name="vital",
+    help="Clinician-aligned biomedical visual instruction-tuning data (BioMed-VITAL).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vital {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Turn figure-caption corpora into clinician-aligned instruction data, and evaluate it."""
+
+
+for module in (figures, sample, generate, annotate, selector, select, evaluate, demo):
+    module.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished records are kept; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)

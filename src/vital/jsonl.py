@@ -1,0 +1,221 @@
+"""Streaming JSONL: read with clear errors, append with resume, write atomically.
+
+Three rules keep long runs safe:
+
+* records are appended and flushed one at a time; an output file is never
+  re-read or rewritten per record;
+* a run that resumes learns what is finished from one streaming pass over the
+  output (:func:`finished_ids`);
+* a process killed mid-write leaves at most one torn last line (no trailing
+  newline).  Readers report and skip it; :class:`JsonlWriter` cuts it off
+  before appending, so it is never merged with the next record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from vital.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _field_name(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(record)"
+
+
+def validation_to_input_error(exc: ValidationError, path: str | Path, line: int | None) -> InputError:
+    first = exc.errors()[0]
+    problem = first["msg"]
+    if first["type"] == "missing":
+        problem = "required field is missing"
+    return InputError(problem, path=path, line=line, field=_field_name(first))
+
+
+def _torn_tail_length(path: Path) -> int:
+    """Bytes after the last newline: a line a killed writer did not finish."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb") as handle:
+        block = 1 << 16
+        offset = size
+        while offset > 0:
+            start = max(0, offset - block)
+            handle.seek(start)
+            chunk = handle.read(offset - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                return size - (start + newline + 1)
+            offset = start
+    return size
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for every non-blank line.
+
+    A malformed line raises :class:`InputError` naming it, except a malformed
+    *last* line with no trailing newline, which is the torn write of a killed
+    process: it is reported on stderr and skipped.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    with path.open("rb") as handle:
+        line_number = 0
+        for raw in handle:
+            line_number += 1
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if not raw.endswith(b"\n"):
+                    warn(f"{path}:{line_number}: ignoring a torn last line (an interrupted write)")
+                    return
+                raise InputError(f"not valid JSON ({exc})", path=path, line=line_number) from None
+            if not isinstance(obj, dict):
+                raise InputError(
+                    f"expected a JSON object, found {type(obj).__name__}", path=path, line=line_number
+                )
+            yield line_number, obj
+
+
+def read_records(path: str | Path, model: type[M]) -> Iterator[M]:
+    """Stream ``model`` records from a JSONL file; a bad line is an :class:`InputError`."""
+    for line_number, obj in iter_json_lines(path):
+        try:
+            yield model.model_validate(obj)
+        except ValidationError as exc:
+            raise validation_to_input_error(exc, path, line_number) from None
+
+
+def finished_ids(path: str | Path, key: str | Callable[[dict[str, Any]], str] = "id") -> set[str]:
+    """The ids already written to an output, in one streaming pass (empty if absent)."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    get = (lambda obj: obj.get(key)) if isinstance(key, str) else key
+    done: set[str] = set()
+    for _, obj in iter_json_lines(path):
+        value = get(obj)
+        if value is not None:
+            done.add(str(value))
+    return done
+
+
+def dumps(record: BaseModel | dict[str, Any]) -> str:
+    if isinstance(record, BaseModel):
+        obj = record.model_dump(mode="json", by_alias=True, exclude_none=True)
+    else:
+        obj = record
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class JsonlWriter:
+    """Append records to a JSONL file, one flushed line each.
+
+    Opening cuts off a torn last line (the fragment is reported, never merged
+    with the next record).  Use as a context manager.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> JsonlWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            torn = _torn_tail_length(self.path)
+            if torn:
+                size = self.path.stat().st_size
+                warn(f"{self.path}: removing a torn last line of {torn} bytes left by an interrupted run")
+                with self.path.open("r+b") as handle:
+                    handle.truncate(size - torn)
+        self._handle = self.path.open("a", encoding="utf-8")
+        return self
+
+    def write(self, record: BaseModel | dict[str, Any]) -> None:
+        assert self._handle is not None, "JsonlWriter used outside a with block"
+        self._handle.write(dumps(record) + "\n")
+        self._handle.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def failures_path(output: str | Path) -> Path:
+    """``out.jsonl`` -> ``out.failures.jsonl`` (``out.json`` -> ``out.failures.jsonl``)."""
+    output = Path(output)
+    stem = output.name
+    for suffix in (".jsonl", ".json"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return output.with_name(f"{stem}.failures.jsonl")
+
+
+class FailureLog(JsonlWriter):
+    """``<output>.failures.jsonl``: every record that could not be produced, with the reason."""
+
+    def __init__(self, output: str | Path, stage: str) -> None:
+        super().__init__(failures_path(output))
+        self.stage = stage
+
+    def record(self, item_id: str, reason: str, **details: Any) -> None:
+        self.write({"id": item_id, "stage": self.stage, "reason": reason, "time": time.time(), **details})
+
+
+@contextmanager
+def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write a whole file through a temporary sibling and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
+    with atomic_writer(path) as handle:
+        json.dump(obj, handle, ensure_ascii=False, indent=indent)
+        handle.write("\n")
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Write a complete JSONL file at once (for outputs that are not resumable)."""
+    count = 0
+    with atomic_writer(path) as handle:
+        for record in records:
+            handle.write(dumps(record) + "\n")
+            count += 1
+    return count

@@ -1,0 +1,160 @@
+"""Diversity-aware sampling of figures for clinicians to look at.
+
+As in the paper: embed each figure (caption + mentions, and the image when an
+image encoder is given), cluster the embeddings with k-means, then pick
+figures round-robin across clusters, and within a cluster across domains
+(always the domain picked least so far), so that every cluster is represented
+once ``n >= clusters``.  The result depends only on the data and the seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vital.embeddings import TextEncoder, embed_texts
+from vital.errors import InputError
+from vital.figures import portable_path, read_figures
+from vital.jsonl import atomic_writer, dumps
+from vital.records import Figure
+
+# Above this many figures, mini-batch k-means keeps clustering time in seconds.
+MINIBATCH_ABOVE = 20_000
+
+
+def figure_text(figure: Figure) -> str:
+    """What a figure's text embedding sees: the caption, then the in-text mentions."""
+    return " ".join([figure.caption, *figure.mentions])
+
+
+@dataclass
+class SampleSummary:
+    output: Path
+    n_figures: int
+    n_clusters: int
+    picked: int
+    cluster_sizes: Counter = field(default_factory=Counter)
+    cluster_picked: Counter = field(default_factory=Counter)
+    domain_sizes: Counter = field(default_factory=Counter)
+    domain_picked: Counter = field(default_factory=Counter)
+
+
+def cluster(vectors: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means labels (full k-means for small corpora, mini-batch for large ones)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if len(vectors) > MINIBATCH_ABOVE:
+        model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3, batch_size=4096)
+    else:
+        model = KMeans(n_clusters=n_clusters, random_state=seed, n_init=3)
+    return model.fit_predict(vectors)
+
+
+def round_robin(labels: np.ndarray, domains: list[str], n: int, seed: int) -> list[int]:
+    """Indices of ``n`` items taken one per cluster in turn, balancing domains within each cluster."""
+    rng = random.Random(seed)
+    queues: dict[int, dict[str, deque[int]]] = defaultdict(lambda: defaultdict(deque))
+    order = list(range(len(labels)))
+    rng.shuffle(order)
+    for index in order:
+        queues[int(labels[index])][domains[index]].append(index)
+    cluster_order = sorted(queues)
+    rng.shuffle(cluster_order)
+    picked_per_domain: Counter = Counter()
+    picked: list[int] = []
+    while len(picked) < n and cluster_order:
+        for label in list(cluster_order):
+            by_domain = queues[label]
+            domain = min(by_domain, key=lambda d: (picked_per_domain[d], d))
+            picked.append(by_domain[domain].popleft())
+            picked_per_domain[domain] += 1
+            if not by_domain[domain]:
+                del by_domain[domain]
+            if not by_domain:
+                cluster_order.remove(label)
+            if len(picked) == n:
+                break
+    return picked
+
+
+def sample_figures(
+    figures: str | Path,
+    out: str | Path,
+    *,
+    n: int,
+    clusters: int = 60,
+    seed: int = 0,
+    text_model: str | None = None,
+    cache_dir: str | Path | None = None,
+    image_features: Callable[[list[Figure]], np.ndarray] | None = None,
+    show_progress: bool = True,
+) -> SampleSummary:
+    """Write a diverse sample of ``n`` figures from ``figures`` to ``out``, each with its ``cluster``.
+
+    ``image_features``, when given, maps figures to image vectors that are
+    concatenated with the text embedding before clustering.
+    """
+    if n < 1:
+        raise InputError("must be at least 1", field="--n")
+    if clusters < 1:
+        raise InputError("must be at least 1", field="--clusters")
+    figures = Path(figures)
+    ids: list[str] = []
+    texts: list[str] = []
+    primary_domain: list[str] = []
+    image_vectors: list[np.ndarray] = []
+    batch: list[Figure] = []
+    for figure in read_figures(figures):
+        ids.append(figure.id)
+        texts.append(figure_text(figure))
+        primary_domain.append(figure.domains[0] if figure.domains else "other")
+        if image_features is not None:
+            batch.append(figure)
+            if len(batch) == 256:
+                image_vectors.append(image_features(batch))
+                batch = []
+    if image_features is not None and batch:
+        image_vectors.append(image_features(batch))
+    if not ids:
+        raise InputError("no figures to sample from", path=figures)
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i, c in Counter(ids).items() if c > 1)
+        raise InputError(f"figure id {duplicate!r} occurs more than once", path=figures, field="id")
+
+    cache = Path(cache_dir) if cache_dir else figures.resolve().parent / ".vital-cache" / "embeddings"
+    vectors = embed_texts(texts, TextEncoder(text_model), cache, show_progress=show_progress)
+    del texts
+    if image_vectors:
+        vectors = np.hstack([vectors, np.vstack(image_vectors).astype(np.float32)])
+    n_clusters = min(clusters, len(ids))
+    labels = cluster(vectors, n_clusters, seed)
+    chosen = round_robin(labels, primary_domain, min(n, len(ids)), seed)
+
+    summary = SampleSummary(output=Path(out), n_figures=len(ids), n_clusters=n_clusters, picked=len(chosen))
+    summary.cluster_sizes.update(int(label) for label in labels)
+    summary.domain_sizes.update(primary_domain)
+    position = {ids[index]: rank for rank, index in enumerate(chosen)}
+    cluster_of = {ids[index]: int(labels[index]) for index in chosen}
+    picked_records: list[Figure | None] = [None] * len(chosen)
+    for figure in read_figures(figures):
+        rank = position.get(figure.id)
+        if rank is not None:
+            picked_records[rank] = figure
+    out = Path(out)
+    out_dir = out.resolve().parent
+    with atomic_writer(out) as handle:
+        for figure in picked_records:
+            assert figure is not None
+            record = figure.to_json_dict()
+            if figure.image:
+                record["image"] = portable_path(figure.image, out_dir)
+            record["cluster"] = cluster_of[figure.id]
+            summary.cluster_picked[record["cluster"]] += 1
+            summary.domain_picked[(figure.domains or ["other"])[0]] += 1
+            handle.write(dumps(record) + "\n")
+    return summary
