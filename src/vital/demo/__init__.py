@@ -25,6 +25,10 @@ class Workspace:
         return self.root / "figures.jsonl"
 
     @property
+    def demos(self) -> Path:
+        return self.root / "demos.jsonl"
+
+    @property
     def sample(self) -> Path:
         return self.root / "sample.jsonl"
 

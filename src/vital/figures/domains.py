@@ -14,7 +14,7 @@ _SYNONYMS = {
         "histology", "histopathology", "pathology", "microscopy", "ihc", "immunohistochemistry",
         "cytology", "he", "h e", "h and e",
     ],
-    "gross": ["gross", "gross pathology", "photograph", "clinical photograph", "endoscopy", "fundus", "retina"],
+    "gross": ["gross", "gross pathology", "photograph", "clinical photograph", "endoscopy"],
     "ultrasound": ["ultrasound", "us", "sonography", "echocardiography", "echo", "doppler"],
     "other": ["other"],
 }
