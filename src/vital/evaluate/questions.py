@@ -1,0 +1,297 @@
+"""Benchmark questions (ground truth) and answer files (predictions).
+
+Four ground-truth formats are read, and told apart by the keys of their
+first record:
+
+``vqa-rad``
+    The public VQA-RAD JSON (a list of ``{qid, image_name, question, answer,
+    answer_type, question_type, image_organ, ...}``); images in ``images/``
+    beside the file, or beside it directly.
+``slake``
+    SLAKE (``{qid, img_name, question, answer, answer_type, q_lang,
+    content_type, modality, location, ...}``); one language at a time
+    (English unless ``lang`` says otherwise; ``lang="all"`` keeps every one).
+``pathvqa``
+    PathVQA in the LXMERT layout: a list of images ``{img_id, sentf: {pvqa:
+    [question, ...]}, labelf: {pvqa: [{answer: score}, ...]}}`` where question
+    *i* goes with label *i*.  A question whose answer is yes or no is closed.
+    Its id is ``<img_id>_<i>``.
+``llava-med``
+    LLaVA-Med's conversation records ``{id, image, conversations: [human,
+    gpt, ...], answer_type}``: the first human turn is the question (without
+    its ``<image>`` token), the next turn the answer.  A JSON list or JSONL.
+
+Predictions are LLaVA-Med answer files: JSONL with ``question_id`` (int or
+string) and ``text``, matched to questions by id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vital.errors import InputError
+from vital.jsonl import iter_json_lines
+
+FORMATS = ("vqa-rad", "slake", "pathvqa", "llava-med")
+IMAGE_TOKEN = "<image>"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One benchmark question with its reference answer.
+
+    ``answer_type`` is kept as the file spells it (the LLaVA-Med-compatible
+    mode needs the exact spelling); ``categories`` holds the breakdown labels
+    the format has (``question_type``, ``organ``, ``modality``,
+    ``content_type``), each a tuple because a VQA-RAD question can have
+    several types (``"PRES, POS"``).
+    """
+
+    id: str
+    question: str
+    answer: str
+    answer_type: str
+    image: Path | None = None
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def iter_json_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line, element)`` for a JSON list file, or ``(line, object)`` for JSONL.
+
+    For a JSON list the line is where the element starts, so that errors can
+    name it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    text = path.read_text(encoding="utf-8")
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("[", start):
+        yield from iter_json_lines(path)
+        return
+    decoder = json.JSONDecoder()
+    position, line, counted_to = start + 1, 1, 0
+
+    def skip_space(at: int) -> int:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        return at
+
+    while True:
+        position = skip_space(position)
+        if text.startswith("]", position):
+            return
+        line += text.count("\n", counted_to, position)
+        counted_to = position
+        try:
+            element, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
+        yield line, element
+        position = skip_space(position)
+        if text.startswith(",", position):
+            position += 1
+        elif not text.startswith("]", position):
+            line += text.count("\n", counted_to, position)
+            raise InputError("not valid JSON (expected ',' or ']')", path=path, line=line)
+
+
+def detect_format(record: Any) -> str | None:
+    """The ground-truth format a record belongs to, or ``None``."""
+    if not isinstance(record, dict):
+        return None
+    if "conversations" in record:
+        return "llava-med"
+    if "sentf" in record and "labelf" in record:
+        return "pathvqa"
+    if "q_lang" in record or "img_name" in record:
+        return "slake"
+    if "qid" in record and ("image_name" in record or "image_organ" in record):
+        return "vqa-rad"
+    return None
+
+
+class _Fields:
+    """Typed access to one record's fields, with errors that name file, line and field."""
+
+    def __init__(self, record: Any, path: Path, line: int) -> None:
+        if not isinstance(record, dict):
+            raise InputError(f"expected a JSON object, found {type(record).__name__}", path=path, line=line)
+        self.record, self.path, self.line = record, path, line
+
+    def error(self, name: str, problem: str) -> InputError:
+        return InputError(problem, path=self.path, line=self.line, field=name)
+
+    def text(self, name: str, *, numbers: bool = False) -> str:
+        value = self.record.get(name)
+        if value is None:
+            raise self.error(name, "required field is missing")
+        if numbers and isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise self.error(name, f"expected a string, found {type(value).__name__}")
+        return value
+
+    def identifier(self, name: str) -> str:
+        value = self.record.get(name)
+        if value is None:
+            raise self.error(name, "required field is missing")
+        if isinstance(value, bool) or not isinstance(value, int | str) or str(value).strip() == "":
+            raise self.error(name, "expected a non-empty string or an integer")
+        return str(value)
+
+    def labels(self, name: str) -> tuple[str, ...]:
+        value = self.record.get(name)
+        if not isinstance(value, str) or not value.strip():
+            return ()
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _image_path(base: Path, name: str | None, folders: tuple[str, ...] = ("images", "")) -> Path | None:
+    """The first existing ``base/<folder>/name``; the first candidate if none exists yet."""
+    if not name:
+        return None
+    candidates = [base / folder / name for folder in folders]
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
+def _vqa_rad(fields: _Fields, base: Path) -> Question:
+    return Question(
+        id=fields.identifier("qid"),
+        question=fields.text("question"),
+        answer=fields.text("answer", numbers=True),
+        answer_type=fields.text("answer_type"),
+        image=_image_path(base, fields.record.get("image_name")),
+        categories={"question_type": fields.labels("question_type"), "organ": fields.labels("image_organ")},
+    )
+
+
+def _slake(fields: _Fields, base: Path) -> Question:
+    return Question(
+        id=fields.identifier("qid"),
+        question=fields.text("question"),
+        answer=fields.text("answer", numbers=True),
+        answer_type=fields.text("answer_type"),
+        image=_image_path(base, fields.record.get("img_name")),
+        categories={
+            "organ": fields.labels("location"),
+            "modality": fields.labels("modality"),
+            "content_type": fields.labels("content_type"),
+        },
+    )
+
+
+def _pathvqa(fields: _Fields, base: Path) -> Iterator[Question]:
+    image_id = fields.identifier("img_id")
+    try:
+        questions = fields.record["sentf"]["pvqa"]
+        labels = fields.record["labelf"]["pvqa"]
+    except (KeyError, TypeError):
+        raise fields.error("sentf.pvqa", "expected sentf.pvqa and labelf.pvqa lists") from None
+    if not isinstance(questions, list) or not isinstance(labels, list) or len(questions) != len(labels):
+        raise fields.error("labelf.pvqa", "sentf.pvqa and labelf.pvqa must be lists of the same length")
+    image = _image_path(base, f"{image_id}.jpg", ("images", "images/test", ""))
+    for index, (question, label) in enumerate(zip(questions, labels, strict=True)):
+        if not isinstance(question, str) or not question.strip():
+            raise fields.error(f"sentf.pvqa[{index}]", "expected a question string")
+        if not isinstance(label, dict) or not label:
+            raise fields.error(f"labelf.pvqa[{index}]", "expected an {answer: score} object")
+        answer = str(max(label, key=lambda key: label[key]))
+        closed = answer.strip().lower() in ("yes", "no")
+        yield Question(f"{image_id}_{index}", question, answer, "CLOSED" if closed else "OPEN", image)
+
+
+def _llava_med(fields: _Fields, base: Path) -> Question:
+    turns = fields.record.get("conversations")
+    if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(turn, dict) for turn in turns[:2]):
+        raise fields.error("conversations", "expected a question turn and an answer turn")
+    for index in (0, 1):
+        if not isinstance(turns[index].get("value"), str):
+            raise fields.error(f"conversations[{index}].value", "expected a string")
+    image = fields.record.get("image")
+    categories = {
+        name: fields.labels(key)
+        for name, key in (
+            ("question_type", "question_type"),
+            ("organ", "image_organ"),
+            ("modality", "modality"),
+            ("content_type", "content_type"),
+        )
+        if key in fields.record
+    }
+    return Question(
+        id=fields.identifier("id"),
+        question=turns[0]["value"].replace(IMAGE_TOKEN, "").strip(),
+        answer=turns[1]["value"],
+        answer_type=fields.text("answer_type"),
+        image=(base / image) if isinstance(image, str) and image else None,
+        categories=categories,
+    )
+
+
+def load_questions(path: str | Path, *, format: str = "auto", lang: str = "en") -> list[Question]:
+    """Read a ground-truth file in any of :data:`FORMATS` (``"auto"`` detects it)."""
+    path = Path(path)
+    base = path.resolve().parent
+    if format != "auto" and format not in FORMATS:
+        raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", path=path)
+    questions: list[Question] = []
+    first_seen: dict[str, int] = {}
+    for line, record in iter_json_records(path):
+        if format == "auto":
+            format = detect_format(record) or ""
+            if not format:
+                raise InputError(
+                    "cannot tell the ground-truth format (expected VQA-RAD, SLAKE, PathVQA LXMERT "
+                    "or LLaVA-Med conversation records)",
+                    path=path,
+                    line=line,
+                )
+        fields = _Fields(record, path, line)
+        if format == "pathvqa":
+            produced = list(_pathvqa(fields, base))
+        elif format == "slake":
+            if lang != "all" and fields.text("q_lang") != lang:
+                continue
+            produced = [_slake(fields, base)]
+        elif format == "vqa-rad":
+            produced = [_vqa_rad(fields, base)]
+        else:
+            produced = [_llava_med(fields, base)]
+        for question in produced:
+            if question.id in first_seen:
+                raise InputError(
+                    f"duplicate question id {question.id!r} (first on line {first_seen[question.id]})",
+                    path=path,
+                    line=line,
+                )
+            first_seen[question.id] = line
+            questions.append(question)
+    if not questions:
+        where = f" in language {lang!r}" if format == "slake" else ""
+        raise InputError(f"no questions found{where}", path=path)
+    return questions
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    """``{question_id: text}`` from an answer file; ids are compared as strings."""
+    path = Path(path)
+    predictions: dict[str, str] = {}
+    first_seen: dict[str, int] = {}
+    for line, record in iter_json_lines(path):
+        fields = _Fields(record, path, line)
+        question_id = fields.identifier("question_id")
+        if question_id in first_seen:
+            raise InputError(
+                f"second prediction for question {question_id!r} (first on line {first_seen[question_id]})",
+                path=path,
+                line=line,
+                field="question_id",
+            )
+        first_seen[question_id] = line
+        predictions[question_id] = fields.text("text")
+    return predictions

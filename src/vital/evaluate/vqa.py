@@ -1,0 +1,150 @@
+"""Score an answer file against benchmark questions: overall and per category."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vital.errors import InputError
+from vital.evaluate.metrics import MODES, AnswerScore, Mode, score_answer
+from vital.evaluate.questions import Question, load_questions, read_predictions
+
+# The keys of a result, in the order they are printed.
+METRIC_KEYS = (
+    "exact_match",
+    "f1",
+    "precision",
+    "recall",
+    "bleu",
+    "bleu_1",
+    "bleu_2",
+    "bleu_3",
+    "open_accuracy",
+    "closed_accuracy",
+    "closed_recall",
+    "n_open",
+    "n_closed",
+)
+
+
+@dataclass
+class VqaResult:
+    """Metrics in percent (``None`` where a group has no question of that kind).
+
+    ``breakdown`` maps a category (``question_type``, ``organ``, ...) to its
+    labels, each with the same metrics.  ``missing`` counts questions without
+    a prediction (scored as wrong), ``ignored`` predictions whose id is not
+    a question, ``unscored`` questions whose ``answer_type`` the mode does
+    not score.
+    """
+
+    mode: Mode
+    metrics: dict[str, float | int | None]
+    breakdown: dict[str, dict[str, dict[str, float | int | None]]] = field(default_factory=dict)
+    missing: int = 0
+    ignored: int = 0
+    unscored: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.metrics, "breakdown": self.breakdown}
+
+
+def _mean(values: list[float]) -> float | None:
+    return 100 * sum(values) / len(values) if values else None
+
+
+def summarize(scores: Iterable[AnswerScore]) -> dict[str, float | int | None]:
+    """Average per-question scores into the metrics of :data:`METRIC_KEYS`."""
+    opened: list[AnswerScore] = []
+    closed: list[AnswerScore] = []
+    for score in scores:
+        (opened if score.kind == "open" else closed).append(score)
+    return {
+        "exact_match": _mean([s.exact_match for s in opened]),
+        "f1": _mean([s.f1 for s in opened]),
+        "precision": _mean([s.precision for s in opened]),
+        "recall": _mean([s.recall for s in opened]),
+        "bleu": _mean([s.bleu[0] for s in opened]),
+        "bleu_1": _mean([s.bleu[1] for s in opened]),
+        "bleu_2": _mean([s.bleu[2] for s in opened]),
+        "bleu_3": _mean([s.bleu[3] for s in opened]),
+        "open_accuracy": _mean([s.hit for s in opened]),
+        "closed_accuracy": _mean([s.hit for s in closed]),
+        "closed_recall": _mean([s.recall for s in closed]),
+        "n_open": len(opened),
+        "n_closed": len(closed),
+    }
+
+
+def score_vqa(
+    questions: Iterable[Question],
+    predictions: Mapping[str, str],
+    *,
+    compat: Mode | None = None,
+    allow_missing: bool = False,
+    predictions_path: str | Path | None = None,
+) -> VqaResult:
+    """Score ``predictions`` (``{question_id: text}``) against ``questions``, matched by id.
+
+    ``compat="llava-med"`` scores as LLaVA-Med's published scorer does.  A
+    question without a prediction is an :class:`InputError` unless
+    ``allow_missing``, which scores it as an empty answer.
+    """
+    mode: Mode = compat or "default"
+    if mode not in MODES:
+        raise InputError(f"unknown scoring mode {compat!r}; expected one of {', '.join(MODES)}")
+    questions = list(questions)
+    absent = [question.id for question in questions if question.id not in predictions]
+    if absent and not allow_missing:
+        raise InputError(
+            f"no prediction for {len(absent)} of {len(questions)} questions (first: id {absent[0]!r}); "
+            "pass --allow-missing to count them as wrong",
+            path=predictions_path,
+            field="question_id",
+        )
+    scored: list[tuple[Question, AnswerScore]] = []
+    unscored = 0
+    for question in questions:
+        score = score_answer(question.answer, predictions.get(question.id, ""), question.answer_type, mode)
+        if score is None:
+            unscored += 1
+        else:
+            scored.append((question, score))
+    groups: dict[str, dict[str, list[AnswerScore]]] = defaultdict(lambda: defaultdict(list))
+    for question, score in scored:
+        for category, labels in question.categories.items():
+            for label in labels:
+                groups[category][label].append(score)
+    breakdown = {
+        category: {label: summarize(group) for label, group in sorted(labels.items())}
+        for category, labels in groups.items()
+    }
+    known = {question.id for question in questions}
+    return VqaResult(
+        mode=mode,
+        metrics=summarize(score for _, score in scored),
+        breakdown=breakdown,
+        missing=len(absent),
+        ignored=sum(1 for question_id in predictions if question_id not in known),
+        unscored=unscored,
+    )
+
+
+def evaluate_vqa(
+    gt: str | Path,
+    pred: str | Path,
+    *,
+    compat: Mode | None = None,
+    allow_missing: bool = False,
+    format: str = "auto",
+    lang: str = "en",
+) -> VqaResult:
+    """Score the answer file ``pred`` against the ground-truth file ``gt`` (see :func:`score_vqa`)."""
+    questions = load_questions(gt, format=format, lang=lang)
+    predictions = read_predictions(pred)
+    return score_vqa(
+        questions, predictions, compat=compat, allow_missing=allow_missing, predictions_path=pred
+    )
