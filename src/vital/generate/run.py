@@ -1,0 +1,212 @@
+"""``generate``: candidates for every (figure, k), appended as they finish, resumable, shardable.
+
+The unit of work is one candidate, ``FIGURE_ID/cK``.  Start-up reads the ids
+already in the output (one streaming pass) and then streams the figures, so
+the first request goes out before the figure file has been read to its end.
+Each finished candidate is appended and flushed at once; failures (past the
+retry limit, unreadable images) go to ``<out>.failures.jsonl`` with the
+model's raw reply, and a rerun tries them again.  ``--shard i/n`` keeps the
+figures whose id hashes to ``i`` modulo ``n``, the same on every machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from vital.errors import InputError
+from vital.figures import ImageError, portable_path, read_figures
+from vital.generate.caption import BACKEND as CAPTION_BACKEND
+from vital.generate.caption import caption_conversation
+from vital.generate.demos import Policy, load_demonstrations, make_policy, stable_seed
+from vital.generate.parse import parse_conversation
+from vital.generate.prompts import build_messages
+from vital.jsonl import FailureLog, JsonlWriter, finished_ids
+from vital.llm import (
+    Engine,
+    EngineConfig,
+    JobFailed,
+    RunStats,
+    drop_if_empty,
+    map_jobs,
+    summary_table,
+)
+from vital.records import Candidate, Figure
+
+BACKENDS = ("openai", "caption")
+
+
+@dataclass
+class GenerateConfig:
+    """What to generate; the model connection is a separate :class:`~vital.llm.EngineConfig`."""
+
+    backend: str = "openai"
+    candidates: int = 2
+    demos: Path | None = None
+    demo_policy: str = "per-domain"
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    seed: int = 0
+    shard: tuple[int, int] | None = None
+    cache: Path | None = None  # response cache file; default: the call log beside the output
+    extra_params: dict[str, Any] = field(default_factory=dict)  # more request-body fields
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"unknown backend {self.backend!r} (choose {' or '.join(BACKENDS)})",
+                             field="--backend")
+        if self.candidates < 1:
+            raise InputError("must be at least 1", field="--candidates")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    index, _, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        raise InputError(f"{text!r} is not of the form i/n (e.g. 0/4)", field="--shard") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise InputError(f"{text!r}: need 0 <= i < n", field="--shard")
+    return shard
+
+
+def in_shard(figure_id: str, shard: tuple[int, int] | None) -> bool:
+    return shard is None or stable_seed("shard", figure_id) % shard[1] == shard[0]
+
+
+def candidate_id(figure_id: str, k: int) -> str:
+    return f"{figure_id}/c{k}"
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a file, counted in binary blocks (for a progress bar's total; no parsing)."""
+    count = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+    return count
+
+
+@dataclass
+class GenerateReport:
+    stats: RunStats
+    out: Path
+    failures: Path
+    engine: Engine | None = None
+
+
+@dataclass
+class _Job:
+    figure: Figure
+    k: int
+
+    @property
+    def id(self) -> str:
+        return candidate_id(self.figure.id, self.k)
+
+
+def _jobs(figures: Path, n: int, shard: tuple[int, int] | None, done: set[str],
+          skipped: list[int]) -> Iterator[_Job]:
+    for figure in read_figures(figures):
+        if not in_shard(figure.id, shard):
+            continue
+        for k in range(n):
+            if candidate_id(figure.id, k) in done:
+                skipped[0] += 1
+            else:
+                yield _Job(figure, k)
+
+
+def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None = None,
+             engine_config: EngineConfig | None = None, *, console: Console | None = None,
+             encoder: Any = None) -> GenerateReport:
+    """Write ``config.candidates`` candidates per figure of ``figures`` to ``out`` (see the module docstring).
+
+    ``encoder`` (anything with ``encode(list[str])`` returning normalised
+    vectors) serves the ``nearest`` policy; by default the packaged MiniLM.
+    """
+    config = config or GenerateConfig()
+    figures, out = Path(figures), Path(out)
+    if not figures.is_file():
+        raise InputError("file not found", path=figures)
+    policy: Policy | None = None
+    if config.backend == "openai" and config.demos is not None:
+        policy = make_policy(config.demo_policy, load_demonstrations(config.demos), seed=config.seed,
+                             encoder=encoder)
+    console = console or Console(stderr=True)
+    done = finished_ids(out)
+    skipped = [0]
+    jobs = _jobs(figures, config.candidates, config.shard, done, skipped)
+    total = count_lines(figures) * config.candidates
+    if config.shard:
+        total //= config.shard[1]
+    total = max(0, total - len(done))
+    out_dir = out.resolve().parent
+
+    def candidate(job: _Job, conversation: list, generator: dict[str, Any],
+                  usage: dict[str, Any] | None = None) -> Candidate:
+        image = portable_path(job.figure.image, out_dir) if job.figure.image else None
+        return Candidate(id=job.id, figure_id=job.figure.id, image=image, conversations=conversation,
+                         generator={**generator, "k": job.k}, usage=usage)
+
+    with JsonlWriter(out) as writer, FailureLog(out, "generate") as failures, drop_if_empty(failures.path):
+
+        def on_result(job: _Job, record: Candidate) -> None:
+            writer.write(record)
+
+        def on_failure(job: _Job, failure: JobFailed) -> None:
+            failures.record(job.id, failure.reason, figure_id=job.figure.id, k=job.k, **failure.details)
+
+        if config.backend == "caption":
+
+            async def write_from_caption(job: _Job) -> Candidate:
+                return candidate(job, caption_conversation(job.figure, job.k), dict(CAPTION_BACKEND))
+
+            stats = asyncio.run(map_jobs(jobs, write_from_caption, on_result=on_result, on_failure=on_failure,
+                                         workers=1, total=total, title="generating (caption backend)",
+                                         console=console))
+            stats.skipped = skipped[0]
+            console.print(summary_table(stats))
+            return GenerateReport(stats, out, failures.path)
+
+        engine_config = engine_config or EngineConfig()
+
+        async def ask_model(engine: Engine, job: _Job) -> Candidate:
+            if not job.figure.image:
+                raise JobFailed("figure has no image")
+            demos = policy(job.figure, job.k) if policy else []
+            try:
+                messages = build_messages(job.figure, demos, engine_config.image_max_side)
+            except ImageError as exc:
+                raise JobFailed(f"image {job.figure.image}: {exc}") from None
+            seed = config.seed + job.k
+            completion = await engine.complete(
+                messages, parse=parse_conversation, temperature=config.temperature,
+                max_tokens=config.max_tokens, seed=seed, **config.extra_params,
+            )
+            generator = {
+                "backend": "openai", "model": engine_config.label, "demo_ids": [d.id for d in demos],
+                "demo_policy": config.demo_policy if policy else None, "prompt_sha": completion.prompt_sha,
+                "temperature": config.temperature, "seed": seed,
+            }
+            usage = {**completion.usage, "cached": completion.cached, "attempts": completion.attempts}
+            return candidate(job, completion.parsed, generator, usage)
+
+        async def run() -> tuple[RunStats, Engine]:
+            async with Engine.beside(out, engine_config, cache=config.cache) as engine:
+                stats = await map_jobs(jobs, lambda job: ask_model(engine, job), on_result=on_result,
+                                       on_failure=on_failure, workers=engine.workers, total=total,
+                                       title=f"generating ({engine_config.label})", engine=engine,
+                                       console=console)
+            return stats, engine
+
+        stats, engine = asyncio.run(run())
+        stats.skipped = skipped[0]
+        console.print(summary_table(stats, engine))
+        return GenerateReport(stats, out, failures.path, engine)

@@ -1,0 +1,414 @@
+"""The engine: one ``complete(messages, **params)`` call, made robust.
+
+Life of a call: look the request up in the response cache; otherwise, for each
+attempt, wait for the rate limiters, take a concurrency slot, POST with a
+total timeout, log the attempt, and either return the reply or release the
+slot and sleep before the next attempt.  Sleeping happens *outside* the slot,
+so a call backing off does not stop others from using the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vital.errors import InputError
+from vital.llm.limits import TokenBucket
+from vital.llm.prices import DEFAULT_PRICES, estimate_cost
+from vital.llm.store import CallLog, CallRecord, ResponseCache, connect, sibling_path
+
+RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
+FATAL_STATUS = {401: "refused the API key", 403: "refused access", 404: "does not know this model or URL"}
+IMAGE_TOKEN_ESTIMATE = 765  # a high-detail 512x512 tile set, for pacing tokens-per-minute only
+DEFAULT_MAX_TOKENS_ESTIMATE = 512
+
+
+class JobFailed(Exception):
+    """One item could not be done; :func:`vital.llm.map_jobs` records it and carries on.
+
+    ``details`` go into the failures file next to the reason (``raw`` reply text, ``attempts``...).
+    """
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+class CallFailed(JobFailed):
+    """A call that did not succeed within ``max_retries`` retries (or could never succeed, e.g. HTTP 400)."""
+
+
+class ReplyError(ValueError):
+    """Raised by a ``parse`` function for a reply it cannot use; the engine retries the call."""
+
+
+@dataclass
+class EngineConfig:
+    """Where to send requests and how hard to push.
+
+    Azure OpenAI is used when ``azure_endpoint`` is set: requests go to
+    ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...``
+    with an ``api-key`` header; otherwise to ``{base_url}/chat/completions`` with
+    ``Authorization: Bearer``.  The key is read from the environment variable
+    named ``api_key_env``; a local server (vLLM, Ollama, llama.cpp) may need none.
+    """
+
+    model: str = "gpt-4o"
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    azure_endpoint: str | None = None
+    azure_deployment: str | None = None
+    azure_api_version: str = "2024-06-01"
+    concurrency: int = 8
+    max_retries: int = 5
+    timeout: float = 120.0
+    rpm: float | None = None
+    tpm: float | None = None
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    image_max_side: int | None = None
+    use_cache: bool = True
+    prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise InputError("must be at least 1", field="--concurrency")
+        if self.max_retries < 0:
+            raise InputError("must not be negative", field="--max-retries")
+        if self.timeout <= 0:
+            raise InputError("must be positive", field="--timeout")
+        if self.azure_endpoint and not self.azure_deployment:
+            raise InputError("Azure OpenAI needs a deployment name", field="--azure-deployment")
+
+    @property
+    def url(self) -> str:
+        if self.azure_endpoint:
+            return (
+                f"{self.azure_endpoint.rstrip('/')}/openai/deployments/{self.azure_deployment}"
+                f"/chat/completions?api-version={self.azure_api_version}"
+            )
+        return f"{self.base_url.rstrip('/')}/chat/completions"
+
+    @property
+    def label(self) -> str:
+        """How records name this model: ``openai:gpt-4o`` or ``azure:deployment``."""
+        return f"azure:{self.azure_deployment}" if self.azure_endpoint else f"openai:{self.model}"
+
+
+@dataclass
+class Usage:
+    """Running totals for one engine."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0  # replies that were used
+    requests: int = 0  # HTTP attempts, including failed ones
+    retries: int = 0
+    cached: int = 0
+    failed: int = 0  # calls given up
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: dict[str, int]
+    parsed: Any = None
+    cached: bool = False
+    prompt_sha: str = ""
+    request_id: str | None = None
+    latency_s: float = 0.0
+    attempts: int = 1
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after`` seconds or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _estimate_tokens(messages: list[dict[str, Any]], max_tokens: int | None) -> int:
+    """A rough prompt + completion size (4 characters a token), to pace ``tpm`` before a reply."""
+    characters = images = 0
+    for message in messages:
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
+        for part in parts:
+            if part.get("type") == "image_url":
+                images += 1
+            else:
+                characters += len(part.get("text") or "")
+    return characters // 4 + images * IMAGE_TOKEN_ESTIMATE + (max_tokens or DEFAULT_MAX_TOKENS_ESTIMATE)
+
+
+class _Attempt(Exception):
+    """Why one attempt failed, and how long the server asked us to wait."""
+
+    def __init__(self, status: str, message: str, retryable: bool, wait: float | None = None,
+                 raw: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retryable, self.wait, self.raw = status, message, retryable, wait, raw
+
+
+class Engine:
+    """An async client for one OpenAI-compatible chat-completions endpoint.
+
+    Use as ``async with Engine(config, store=path) as engine``.  ``store`` is the
+    SQLite file for the call log (and the response cache unless ``cache`` names
+    another file); ``None`` keeps neither.
+    """
+
+    def __init__(self, config: EngineConfig, *, store: str | Path | None = None,
+                 cache: str | Path | None = None) -> None:
+        self.config = config
+        self.usage = Usage()
+        self._key = os.environ.get(config.api_key_env) or None
+        self._store_path = store
+        self._cache_path = cache if cache is not None else store
+        self._log: CallLog | None = None
+        self._cache: ResponseCache | None = None
+        self._connections: list[Any] = []
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._rpm = TokenBucket(config.rpm) if config.rpm else None
+        self._tpm = TokenBucket(config.tpm) if config.tpm else None
+
+    @classmethod
+    def beside(cls, output: str | Path, config: EngineConfig, *, cache: str | Path | None = None) -> Engine:
+        """An engine logging to ``<output>.llm.sqlite`` (its response cache too, unless ``cache``)."""
+        return cls(config, store=sibling_path(output, "llm.sqlite"), cache=cache)
+
+    @property
+    def workers(self) -> int:
+        """Items to keep in progress: enough that calls sleeping before a retry leave no slot idle."""
+        return self.config.concurrency + max(2, self.config.concurrency // 2)
+
+    @property
+    def cost(self) -> float | None:
+        return estimate_cost(self.config.model, self.usage.prompt_tokens, self.usage.completion_tokens,
+                             self.config.prices)
+
+    async def __aenter__(self) -> Engine:
+        headers = {"Content-Type": "application/json"}
+        if self._key:
+            if self.config.azure_endpoint:
+                headers["api-key"] = self._key
+            else:
+                headers["Authorization"] = f"Bearer {self._key}"
+        limits = httpx.Limits(max_connections=self.config.concurrency,
+                              max_keepalive_connections=self.config.concurrency)
+        self._client = httpx.AsyncClient(headers=headers, limits=limits, timeout=None)
+        if self._store_path is not None:
+            connection = connect(self._store_path)
+            self._connections.append(connection)
+            self._log = CallLog(connection)
+        if self._cache_path is not None and self.config.use_cache:
+            if self._cache_path == self._store_path:
+                connection = self._connections[0]
+            else:
+                connection = connect(self._cache_path)
+                self._connections.append(connection)
+            self._cache = ResponseCache(connection)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        for connection in self._connections:
+            connection.close()
+        self._connections.clear()
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key blanked out (server error messages sometimes echo it)."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def backoff(self, attempt: int, server_wait: float | None) -> float:
+        """Seconds to sleep before retry number ``attempt`` (1-based).
+
+        The server's ``Retry-After`` wins when given (plus up to 10 % jitter so
+        that the calls it stopped do not return together); otherwise
+        exponential backoff with "equal jitter": half of ``base * 2**(attempt-1)``
+        (capped at ``backoff_max``) plus a random part of the other half.
+        """
+        if server_wait is not None:
+            return server_wait * (1.0 + 0.1 * random.random())
+        ceiling = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def complete(self, messages: list[dict[str, Any]], *, parse: Callable[[str], Any] | None = None,
+                       **params: Any) -> Completion:
+        """Send one chat completion; return its text, usage and (with ``parse``) the parsed value.
+
+        ``params`` go into the request body as they are (``temperature``,
+        ``max_tokens``, ``seed``, ``response_format``...).  ``parse`` may raise
+        :class:`ReplyError` to have the call retried; a reply that fails to
+        parse is never cached.  Raises :class:`CallFailed` when no usable reply
+        came within ``max_retries`` retries.
+        """
+        config = self.config
+        body: dict[str, Any] = {"messages": messages, **params}
+        if not config.azure_endpoint:
+            body["model"] = config.model
+        payload = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        cache_key = sha256(config.label.encode("utf-8") + b"\0" + payload)
+        prompt_sha = sha256(json.dumps(messages, sort_keys=True).encode("utf-8"))
+
+        if self._cache is not None:
+            hit = self._cache.get(cache_key)
+            if hit is not None:
+                text, usage = hit
+                try:
+                    parsed = parse(text) if parse else None
+                except ReplyError:
+                    self._cache.delete(cache_key)
+                else:
+                    self.usage.cached += 1
+                    return Completion(text, usage, parsed, cached=True, prompt_sha=prompt_sha)
+
+        estimate = _estimate_tokens(messages, params.get("max_tokens") or params.get("max_completion_tokens"))
+        last: _Attempt | None = None
+        for attempt in range(1, config.max_retries + 2):
+            if attempt > 1:
+                self.usage.retries += 1
+                await asyncio.sleep(self.backoff(attempt - 1, last.wait if last else None))
+            if self._rpm:
+                await self._rpm.take(1)
+            if self._tpm:
+                await self._tpm.take(estimate)
+            try:
+                completion = await self._attempt(payload, attempt, prompt_sha, cache_key, parse)
+            except _Attempt as failure:
+                if self._tpm:
+                    self._tpm.settle(estimate, 0)
+                last = failure
+                if not failure.retryable:
+                    break
+                continue
+            used = completion.usage.get("prompt_tokens", 0) + completion.usage.get("completion_tokens", 0)
+            if self._tpm:
+                self._tpm.settle(estimate, used)
+            if self._cache is not None:
+                self._cache.put(cache_key, config.model, completion.text, completion.usage)
+            completion.attempts = attempt
+            completion.prompt_sha = prompt_sha
+            return completion
+        self.usage.failed += 1
+        assert last is not None
+        details: dict[str, Any] = {"attempts": attempt, "status": last.status}
+        if last.raw is not None:
+            details["raw"] = last.raw
+        raise CallFailed(last.message, **details)
+
+    async def _attempt(self, payload: bytes, attempt: int, prompt_sha: str, cache_key: str,
+                       parse: Callable[[str], Any] | None) -> Completion:
+        assert self._client is not None, "Engine used outside `async with`"
+        call = CallRecord(self.config.model, attempt, "error", prompt_sha, cache_key)
+        try:
+            async with self._slots:
+                self.usage.requests += 1
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(self.config.timeout):
+                        response = await self._client.post(self.config.url, content=payload)
+                except TimeoutError:
+                    raise _Attempt("timeout", f"no reply within {self.config.timeout:g} s", True) from None
+                except httpx.TransportError as exc:
+                    raise _Attempt("transport", f"connection failed ({type(exc).__name__})", True) from None
+                finally:
+                    call.latency_s = time.monotonic() - started
+            call.status = str(response.status_code)
+            call.request_id = response.headers.get("x-request-id") or response.headers.get("apim-request-id")
+            completion = self._read(response, parse)
+            call.request_id = call.request_id or completion.request_id
+            call.prompt_tokens = completion.usage.get("prompt_tokens")
+            call.completion_tokens = completion.usage.get("completion_tokens")
+            completion.latency_s = call.latency_s or 0.0
+            return completion
+        except _Attempt as failure:
+            call.status = call.status if failure.status == "http" else failure.status
+            call.error = failure.message
+            raise
+        finally:
+            if self._log is not None:
+                self._log.add(call)
+
+    def _read(self, response: httpx.Response, parse: Callable[[str], Any] | None) -> Completion:
+        status = response.status_code
+        if status != 200:
+            message = self.redact(_server_message(response))
+            if status in FATAL_STATUS:
+                raise InputError(
+                    f"the server at {self.config.url} {FATAL_STATUS[status]} (HTTP {status}: {message})",
+                    field="--api-key-env" if status in (401, 403) else "--model",
+                )
+            retryable = status in RETRYABLE_STATUS or status >= 500
+            raise _Attempt("http", f"HTTP {status}: {message}", retryable, _retry_after(response.headers))
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raw = self.redact(response.text[:20_000])
+            raise _Attempt("malformed", "the reply is not a chat completion", True, raw=raw) from None
+        if not isinstance(text, str) or not text.strip():
+            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+            raise _Attempt("malformed", f"empty reply (finish_reason={reason})", True, raw=str(text or ""))
+        usage_in = data.get("usage") or {}
+        usage = {
+            "prompt_tokens": int(usage_in.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage_in.get("completion_tokens") or 0),
+        }
+        parsed = None
+        if parse is not None:
+            try:
+                parsed = parse(text)
+            except ReplyError as exc:
+                self._count(usage)  # the tokens were spent even though the reply is unusable
+                raise _Attempt("unparsable", f"unusable reply: {exc}", True, raw=text) from None
+        self._count(usage)
+        self.usage.calls += 1
+        return Completion(text, usage, parsed, request_id=data.get("id"))
+
+    def _count(self, usage: dict[str, int]) -> None:
+        self.usage.prompt_tokens += usage["prompt_tokens"]
+        self.usage.completion_tokens += usage["completion_tokens"]
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or response.text[:300] or response.reason_phrase).strip()

@@ -1,0 +1,62 @@
+"""Images as base64 data URLs for the chat-completions ``image_url`` content part.
+
+Every format the foundation loads (PNG, JPEG, TIFF, DICOM) is accepted: PNG,
+JPEG, GIF and WebP files small enough are sent as they are; anything else
+(DICOM, TIFF, 16-bit) or anything larger than ``max_side`` goes through
+:func:`vital.figures.images.load_image` and is re-encoded (JPEG stays JPEG,
+the rest becomes PNG).  Encoded URLs are memoised, because the same
+demonstration images go into many requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from vital.figures.images import ImageError, load_image
+
+_PASS_THROUGH = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+
+
+def _needs_resize(size: tuple[int, int], max_side: int | None) -> bool:
+    return max_side is not None and max(size) > max_side
+
+
+@lru_cache(maxsize=128)
+def image_data_url(path: str, max_side: int | None = None) -> str:
+    """``data:image/...;base64,...`` for an image file, downscaled so its longer side is at most ``max_side``.
+
+    Raises :class:`vital.figures.images.ImageError` when the file is missing or unreadable.
+    """
+    file = Path(path)
+    try:
+        with Image.open(file) as probe:
+            kind, size = probe.format, probe.size
+    except (OSError, ValueError):
+        kind, size = None, (0, 0)  # DICOM and friends: the loader decides
+    if kind in _PASS_THROUGH and not _needs_resize(size, max_side):
+        return f"data:{_PASS_THROUGH[kind]};base64,{base64.b64encode(file.read_bytes()).decode('ascii')}"
+    image = load_image(file)
+    if _needs_resize(image.size, max_side):
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    if kind == "JPEG":
+        image.save(buffer, format="JPEG", quality=90)
+        mime = "image/jpeg"
+    else:
+        image.save(buffer, format="PNG", optimize=False)
+        mime = "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def image_part(path: str | Path, max_side: int | None = None) -> dict[str, Any]:
+    """A chat-completions content part carrying the image at ``path``."""
+    return {"type": "image_url", "image_url": {"url": image_data_url(str(path), max_side)}}
+
+
+__all__ = ["ImageError", "image_data_url", "image_part"]
