@@ -1,0 +1,226 @@
+"""Agreement between annotators, and between annotators and the model judge.
+
+Answers are compared by their display-independent label (see
+:class:`vital.annotate.db.Task`): for a comparison the preferred candidate,
+``tie`` or ``both_bad``; for demonstrations the best candidate or ``none``.
+All statistics treat labels as nominal categories.
+
+* Cohen's kappa for each pair of annotators, on the items both answered.
+* Krippendorff's alpha (nominal) per task kind, over every item with at least
+  two answers; it allows any number of annotators per item.
+* Judge agreement: for decisive comparisons (A or B), how often the candidate
+  the clinician preferred has the higher judge score (pairs the judge scored
+  equally are counted separately); for demonstrations, how often the
+  clinician's best candidate is among the judge's top-scored ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from vital.annotate.db import KINDS, AnnotationDB, Item, Task, User
+from vital.jsonl import read_records
+from vital.records import Score
+
+
+def cohen_kappa(first: Sequence[Hashable], second: Sequence[Hashable]) -> float:
+    """Cohen's kappa of two raters' labels on the same items (``nan`` when chance agreement is total)."""
+    if len(first) != len(second):
+        raise ValueError("both raters must label the same items")
+    n = len(first)
+    if n == 0:
+        return math.nan
+    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
+    counts_a, counts_b = Counter(first), Counter(second)
+    expected = sum(counts_a[label] * counts_b[label] for label in counts_a) / (n * n)
+    if expected == 1.0:
+        return math.nan
+    return (observed - expected) / (1.0 - expected)
+
+
+def krippendorff_alpha_nominal(units: Sequence[Sequence[Hashable]]) -> float:
+    """Krippendorff's alpha for nominal labels; each unit lists the labels it received.
+
+    Units with fewer than two labels carry no information about agreement and
+    are ignored.  ``nan`` when there is no pairable unit or only one category.
+    """
+    coincidence: Counter = Counter()
+    for labels in units:
+        m = len(labels)
+        if m < 2:
+            continue
+        for i, j in itertools.permutations(range(m), 2):
+            coincidence[labels[i], labels[j]] += 1.0 / (m - 1)
+    totals: Counter = Counter()
+    for (c, _k), value in coincidence.items():
+        totals[c] += value
+    n = sum(totals.values())
+    if n <= 1:
+        return math.nan
+    disagreement_observed = sum(value for (c, k), value in coincidence.items() if c != k)
+    disagreement_expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k) / (n - 1)
+    if disagreement_expected == 0:
+        return math.nan
+    return 1.0 - disagreement_observed / disagreement_expected
+
+
+@dataclass
+class PairAgreement:
+    kind: str
+    first: str
+    second: str
+    items: int
+    observed: float
+    kappa: float
+
+
+@dataclass
+class KindAgreement:
+    kind: str
+    items_with_overlap: int
+    alpha: float
+
+
+@dataclass
+class JudgeAgreement:
+    kind: str
+    annotator: str  # "all" for every annotator together
+    compared: int
+    agree: int
+    judge_ties: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.agree / self.compared if self.compared else math.nan
+
+
+@dataclass
+class AgreementReport:
+    answers: dict[str, dict[str, int]]
+    pairs: list[PairAgreement]
+    overall: list[KindAgreement]
+    judge: list[JudgeAgreement] = field(default_factory=list)
+    labels: dict[str, Counter] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        def clean(value: float) -> float | None:
+            return None if isinstance(value, float) and math.isnan(value) else value
+
+        return {
+            "answers": self.answers,
+            "labels": {kind: dict(counter) for kind, counter in self.labels.items()},
+            "pairs": [{k: clean(v) for k, v in asdict(pair).items()} for pair in self.pairs],
+            "overall": [{k: clean(v) for k, v in asdict(kind).items()} for kind in self.overall],
+            "judge": [{**asdict(j), "rate": clean(j.rate)} for j in self.judge],
+        }
+
+
+@dataclass
+class _Answer:
+    item_id: int
+    kind: str
+    annotator: str
+    label: str
+    candidate_ids: list[str]
+
+
+def _answers(db: AnnotationDB) -> list[_Answer]:
+    with db.read() as session:
+        rows = session.execute(
+            select(Task.item_id, Task.kind, User.name, Task.label, Item.candidate_ids)
+            .join(User, User.id == Task.user_id)
+            .join(Item, Item.id == Task.item_id)
+            .where(Task.answered_at.is_not(None))
+            .order_by(Task.id)
+        ).all()
+    return [_Answer(*row) for row in rows]
+
+
+def read_judge_scores(path: str | Path) -> dict[str, float]:
+    """Mean model-judge score per candidate id (selector scores in the file are ignored)."""
+    sums: dict[str, list[float]] = defaultdict(list)
+    for score in read_records(path, Score):
+        if score.source == "model":
+            sums[score.candidate_id].append(score.score)
+    return {cid: sum(values) / len(values) for cid, values in sums.items()}
+
+
+def _judge_verdict(answer: _Answer, scores: dict[str, float]) -> bool | None:
+    """Whether the judge agrees with this answer; ``None`` if the answer or the scores cannot tell."""
+    if any(cid not in scores for cid in answer.candidate_ids):
+        return None
+    if answer.kind == "compare":
+        if answer.label in ("tie", "both_bad"):
+            return None
+        other = next(cid for cid in answer.candidate_ids if cid != answer.label)
+        if scores[answer.label] == scores[other]:
+            return None
+        return scores[answer.label] > scores[other]
+    if answer.label == "none":
+        return None
+    top = max(scores[cid] for cid in answer.candidate_ids)
+    return scores[answer.label] == top
+
+
+def agreement_report(db: AnnotationDB, *, judge_scores: dict[str, float] | None = None) -> AgreementReport:
+    answers = _answers(db)
+    per_annotator: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+    labels: dict[str, Counter] = {kind: Counter() for kind in KINDS}
+    by_item: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
+    for answer in answers:
+        per_annotator[answer.annotator][answer.kind] += 1
+        by_item[answer.kind, answer.item_id][answer.annotator] = answer.label
+        labels[answer.kind][_label_class(answer)] += 1
+
+    pairs = []
+    names = sorted(per_annotator)
+    for kind in KINDS:
+        for first, second in itertools.combinations(names, 2):
+            shared = [
+                (votes[first], votes[second])
+                for (k, _), votes in by_item.items()
+                if k == kind and first in votes and second in votes
+            ]
+            if not shared:
+                continue
+            a, b = zip(*shared, strict=True)
+            observed = sum(x == y for x, y in shared) / len(shared)
+            pairs.append(PairAgreement(kind, first, second, len(shared), observed, cohen_kappa(a, b)))
+
+    overall = []
+    for kind in KINDS:
+        units = [list(votes.values()) for (k, _), votes in by_item.items() if k == kind]
+        overlapping = sum(len(unit) >= 2 for unit in units)
+        overall.append(KindAgreement(kind, overlapping, krippendorff_alpha_nominal(units)))
+
+    judge = []
+    if judge_scores is not None:
+        tallies: dict[tuple[str, str], JudgeAgreement] = {}
+        for answer in answers:
+            verdict = _judge_verdict(answer, judge_scores)
+            decisive = answer.label not in ("tie", "both_bad", "none")
+            for who in ("all", answer.annotator):
+                tally = tallies.setdefault((answer.kind, who), JudgeAgreement(answer.kind, who, 0, 0))
+                if verdict is None:
+                    scored = all(cid in judge_scores for cid in answer.candidate_ids)
+                    tally.judge_ties += int(decisive and scored)
+                    continue
+                tally.compared += 1
+                tally.agree += int(verdict)
+        judge = sorted(tallies.values(), key=lambda j: (j.kind, j.annotator != "all", j.annotator))
+    return AgreementReport(dict(per_annotator), pairs, overall, judge, labels)
+
+
+def _label_class(answer: _Answer) -> str:
+    """A label's class for the summary: a candidate id counts as 'preferred'/'best'."""
+    if answer.label in ("tie", "both_bad", "none"):
+        return answer.label
+    return "preferred one" if answer.kind == "compare" else "picked best"

@@ -1,0 +1,312 @@
+"""The web app: server-rendered pages, a JSON API, images by figure id.
+
+Security model, in one place:
+
+* every route except ``/login`` and the static assets needs a session cookie
+  (HTTP-only, SameSite=Lax, Secure over HTTPS); API routes answer 401 without
+  one, pages show how to sign in;
+* every state-changing request must carry the session's CSRF token (readable
+  by the page as the ``csrf_token`` cookie) in the ``X-CSRF-Token`` header,
+  else 403;
+* an annotator reaches only their own tasks: another annotator's task id is
+  a 404, exactly like an unknown one;
+* images are looked up by figure id in the loaded corpus; no part of a request
+  is ever used as a file path;
+* pages forbid inline scripts and framing (Content-Security-Policy) and send
+  no Referer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from vital.annotate.agreement import agreement_report
+from vital.annotate.auth import Annotator, end_session, redeem_login_token, session_annotator
+from vital.annotate.db import KINDS, AnnotationDB, FigureRow
+from vital.annotate.images import DEFAULT_WINDOW, browser_image
+from vital.annotate.tasks import (
+    InvalidAnswer,
+    TaskNotFound,
+    item_progress,
+    next_task,
+    progress,
+    submit_answer,
+    task_view,
+)
+from vital.figures.images import ImageError
+
+SESSION_COOKIE = "vital_session"
+CSRF_COOKIE = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+HERE = Path(__file__).parent
+KIND_TITLES = {"demos": "Choose demonstrations", "compare": "Compare candidates"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; script-src 'self'; "
+    "style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+log = logging.getLogger("vital.annotate")
+
+
+class NotSignedIn(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Visitor:
+    annotator: Annotator
+    csrf_token: str
+    session_token: str
+
+
+class RedactTokens(logging.Filter):
+    """Removes login tokens from log records (uvicorn's access log prints query strings)."""
+
+    pattern = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.pattern.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
+    """The annotation app over ``db``; each item goes to ``overlap`` different annotators."""
+    if overlap < 1:
+        raise ValueError("overlap must be at least 1")
+    app = FastAPI(title="vital annotate", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.db = db
+    app.state.overlap = overlap
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            if name == "Cache-Control" and request.url.path.startswith(("/static/", "/images/")):
+                continue
+            response.headers.setdefault(name, value)
+        return response
+
+    def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, _exc: NotSignedIn) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "not signed in: open your login link"}, status_code=401)
+        return page(
+            request,
+            "message.html",
+            {
+                "title": "Please sign in",
+                "message": "Open the one-time login link your administrator gave you. "
+                "If it was already used, ask for a new one (vital annotate add-user NAME).",
+            },
+            status_code=401,
+        )
+
+    @app.exception_handler(TaskNotFound)
+    async def task_not_found(request: Request, exc: TaskNotFound) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        return page(request, "message.html", {"title": "Not found", "message": str(exc)}, status_code=404)
+
+    @app.exception_handler(InvalidAnswer)
+    async def invalid_answer(_request: Request, exc: InvalidAnswer) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    def visitor(request: Request) -> Visitor:
+        session_token = request.cookies.get(SESSION_COOKIE)
+        found = session_annotator(db, session_token)
+        if found is None:
+            raise NotSignedIn()
+        return Visitor(found[0], found[1], session_token)
+
+    def csrf_checked(request: Request, who: Visitor = Depends(visitor)) -> Visitor:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not secrets.compare_digest(sent.encode(), who.csrf_token.encode()):
+            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header")
+        return who
+
+    def admin_only(who: Visitor = Depends(visitor)) -> Visitor:
+        if not who.annotator.is_admin:
+            raise HTTPException(403, "administrators only")
+        return who
+
+    def progress_of(who: Visitor) -> dict[str, Any]:
+        return {
+            kind: vars(p) | {"remaining": p.remaining}
+            for kind, p in progress(db, who.annotator, overlap=overlap).items()
+        }
+
+    # ---- signing in and out -------------------------------------------------------------------------
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login(request: Request, token: str = "") -> Response:
+        opened = redeem_login_token(db, token) if token else None
+        if opened is None:
+            message = (
+                (
+                    "This login link is not valid: it was already used, has expired, or was mistyped. "
+                    "Ask your administrator for a new one."
+                )
+                if token
+                else "Open the one-time login link your administrator gave you."
+            )
+            return page(
+                request,
+                "message.html",
+                {"title": "Sign in", "message": message},
+                status_code=403 if token else 401,
+            )
+        log.info("%s signed in", opened.annotator.name)
+        response = RedirectResponse("/", status_code=303)
+        secure = request.url.scheme == "https"
+        response.set_cookie(
+            SESSION_COOKIE,
+            opened.token,
+            max_age=opened.max_age,
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+            path="/",
+        )
+        response.set_cookie(
+            CSRF_COOKIE,
+            opened.csrf_token,
+            max_age=opened.max_age,
+            httponly=False,
+            samesite="strict",
+            secure=secure,
+            path="/",
+        )
+        return response
+
+    @app.post("/logout")
+    def logout(who: Visitor = Depends(csrf_checked)) -> Response:
+        end_session(db, who.session_token)
+        response = JSONResponse({"signed_out": True})
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(CSRF_COOKIE, path="/")
+        return response
+
+    # ---- pages ------------------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request, who: Visitor = Depends(visitor)) -> Response:
+        return page(
+            request, "home.html", {"user": who.annotator, "progress": progress_of(who), "kinds": KIND_TITLES}
+        )
+
+    @app.get("/annotate/{kind}")
+    def annotate_next(request: Request, kind: str, who: Visitor = Depends(visitor)) -> Response:
+        if kind not in KINDS:
+            raise HTTPException(404, f"unknown task kind {kind!r}")
+        task_id = next_task(db, who.annotator, kind, overlap=overlap)
+        if task_id is None:
+            return page(
+                request,
+                "message.html",
+                {
+                    "user": who.annotator,
+                    "title": "All done",
+                    "message": f"Nothing is left to do in “{KIND_TITLES[kind]}”. Thank you!",
+                    "back": "/",
+                },
+            )
+        return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+
+    @app.get("/tasks/{task_id}", response_class=HTMLResponse)
+    def task_page(request: Request, task_id: int, who: Visitor = Depends(visitor)) -> Response:
+        view = task_view(db, who.annotator, task_id)
+        mine = progress_of(who)[view["kind"]]
+        return page(
+            request,
+            "task.html",
+            {
+                "user": who.annotator,
+                "task": view,
+                "title": KIND_TITLES[view["kind"]],
+                "progress": mine,
+                "letters": "AB" if view["kind"] == "compare" else "1234",
+            },
+        )
+
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_page(request: Request, who: Visitor = Depends(admin_only)) -> Response:
+        return page(
+            request,
+            "admin.html",
+            {
+                "user": who.annotator,
+                "report": agreement_report(db),
+                "items": item_progress(db, overlap=overlap),
+            },
+        )
+
+    # ---- images ----------------------------------------------------------------------------------------
+
+    @app.get("/images/{figure_id:path}")
+    def image(figure_id: str, window: str = DEFAULT_WINDOW, _who: Visitor = Depends(visitor)) -> Response:
+        with db.read() as session:
+            figure = session.get(FigureRow, figure_id)
+        if figure is None or not figure.image:
+            raise HTTPException(404, "no image for this figure")
+        try:
+            body, media_type = browser_image(figure.image, window)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except ImageError as exc:
+            raise HTTPException(404, f"image not available: {exc}") from None
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if isinstance(body, Path):
+            return FileResponse(body, media_type=media_type, headers=headers)
+        return Response(body, media_type=media_type, headers=headers)
+
+    # ---- JSON API --------------------------------------------------------------------------------------
+
+    @app.get("/api/me")
+    def me(who: Visitor = Depends(visitor)) -> dict[str, Any]:
+        return {"name": who.annotator.name, "admin": who.annotator.is_admin, "progress": progress_of(who)}
+
+    @app.get("/api/tasks/next")
+    def api_next(
+        kind: str = Query(..., pattern="^(compare|demos)$"), who: Visitor = Depends(visitor)
+    ) -> Response:
+        task_id = next_task(db, who.annotator, kind, overlap=overlap)
+        if task_id is None:
+            return Response(status_code=204)
+        return JSONResponse(task_view(db, who.annotator, task_id))
+
+    @app.get("/api/tasks/{task_id}")
+    def api_task(task_id: int, who: Visitor = Depends(visitor)) -> dict[str, Any]:
+        return task_view(db, who.annotator, task_id)
+
+    @app.post("/api/tasks/{task_id}/answer")
+    def api_answer(task_id: int, payload: Any = Body(...), who: Visitor = Depends(csrf_checked)) -> Any:
+        return submit_answer(db, who.annotator, task_id, payload)
+
+    @app.get("/api/admin/stats")
+    def api_stats(_who: Visitor = Depends(admin_only)) -> dict[str, Any]:
+        return {"items": item_progress(db, overlap=overlap), **agreement_report(db).to_json_dict()}
+
+    return app

@@ -1,0 +1,288 @@
+"""Routing items to annotators, answering, and progress.
+
+Routing: an annotator first gets back their own oldest unanswered task of that
+kind (so two tabs show the same task); otherwise a new item that fewer than
+``overlap`` annotators have and that they have never had.  Items already
+started by someone come first, so that overlapping answers (and agreement)
+accumulate early.  The database constraints described in
+:mod:`vital.annotate.db` make this safe under concurrency; a lost race is
+simply retried.
+
+Answers (``A`` is the first candidate *as displayed to this annotator*):
+
+* compare: ``{"choice": "A" | "B" | "tie" | "both_bad", "comment"?}``
+* demos:   ``{"best": CANDIDATE_ID | null, "acceptable": [CANDIDATE_ID, ...], "comment"?}``;
+  the best candidate counts as acceptable; ``best: null`` with no acceptable
+  candidate means "none of these is good enough to be a demonstration".
+
+Submitting is idempotent and an answer can be revised: the task row holds the
+latest answer, and ``revisions`` counts changes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vital.annotate.auth import Annotator
+from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, FigureRow, Item, Task
+from vital.annotate.images import image_info
+
+COMPARE_CHOICES = ("A", "B", "tie", "both_bad")
+MAX_COMMENT = 5000
+_shuffler = random.SystemRandom()
+
+
+class TaskNotFound(LookupError):
+    """No such task for this annotator (other annotators' tasks are not found either)."""
+
+
+class InvalidAnswer(ValueError):
+    """An answer that does not fit its task."""
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise InvalidAnswer(f"unknown task kind {kind!r} (expected one of: {', '.join(KINDS)})")
+    return kind
+
+
+def _pending(session: Any, user: Annotator, kind: str) -> Task | None:
+    return session.scalar(
+        select(Task)
+        .where(Task.user_id == user.id, Task.kind == kind, Task.answered_at.is_(None))
+        .order_by(Task.id)
+        .limit(1)
+    )
+
+
+def _open_item(session: Any, user: Annotator, kind: str, overlap: int) -> Item | None:
+    mine = exists().where(Task.item_id == Item.id, Task.user_id == user.id)
+    return session.scalar(
+        select(Item)
+        .where(Item.kind == kind, Item.assigned < overlap, ~mine)
+        .order_by(Item.assigned.desc(), Item.seq)
+        .limit(1)
+    )
+
+
+def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1) -> int | None:
+    """The id of the annotator's next task of ``kind`` (assigning a new item if needed), or ``None``."""
+    check_kind(kind)
+    for _attempt in range(20):
+        try:
+            with db.write() as session:
+                task = _pending(session, user, kind)
+                if task is not None:
+                    return task.id
+                item = _open_item(session, user, kind, overlap)
+                if item is None:
+                    return None
+                claimed = session.execute(
+                    update(Item)
+                    .where(Item.id == item.id, Item.assigned < overlap)
+                    .values(assigned=Item.assigned + 1)
+                    .returning(Item.assigned)
+                ).scalar()
+                if claimed is None:
+                    continue  # someone else took the last place; look again
+                order = list(item.candidate_ids)
+                _shuffler.shuffle(order)
+                task = Task(
+                    item_id=item.id,
+                    user_id=user.id,
+                    kind=kind,
+                    slot=claimed - 1,
+                    display_order=order,
+                    assigned_at=time.time(),
+                    revisions=0,
+                )
+                session.add(task)
+                session.flush()
+                return task.id
+        except IntegrityError:
+            continue  # a parallel request of the same annotator assigned it first
+    raise RuntimeError("could not assign a task after 20 attempts (heavy contention)")
+
+
+def _own_task(session: Any, user: Annotator, task_id: int) -> Task:
+    task = session.get(Task, task_id)
+    if task is None or task.user_id != user.id:
+        raise TaskNotFound(f"no task {task_id} for you")
+    return task
+
+
+def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]:
+    """The task as the API returns it: figure, candidates in display order, the current answer."""
+    with db.read() as session:
+        task = _own_task(session, user, task_id)
+        item = session.get(Item, task.item_id)
+        figure = session.get(FigureRow, item.figure_id)
+        candidates = {
+            row.id: row
+            for row in session.scalars(select(CandidateRow).where(CandidateRow.id.in_(task.display_order)))
+        }
+        ids = session.scalars(
+            select(Task.id).where(Task.user_id == user.id, Task.kind == task.kind).order_by(Task.id)
+        ).all()
+    record = figure.record
+    position = ids.index(task.id)
+    return {
+        "task_id": task.id,
+        "kind": task.kind,
+        "figure": {
+            "id": figure.id,
+            "caption": record.get("caption", ""),
+            "mentions": record.get("mentions", []),
+            "domains": record.get("domains", []),
+            "label": record.get("label"),
+            "image_url": f"/images/{quote(figure.id, safe='')}" if figure.image else None,
+            "windows": image_info(figure.image).windows if figure.image else [],
+        },
+        "candidates": [
+            {"id": cid, "conversations": candidates[cid].record["conversations"]}
+            for cid in task.display_order
+        ],
+        "answer": _answer_view(task),
+        "previous_task_id": ids[position - 1] if position > 0 else None,
+        "next_task_id": ids[position + 1] if position + 1 < len(ids) else None,
+        "position": position + 1,
+    }
+
+
+def _answer_view(task: Task) -> dict[str, Any] | None:
+    if task.answer is None:
+        return None
+    view = dict(task.answer)
+    if task.comment:
+        view["comment"] = task.comment
+    view["revisions"] = task.revisions
+    return view
+
+
+def _normalise(task: Task, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Validate an answer against its task: (stored answer, display-independent label)."""
+    if not isinstance(payload, dict):
+        raise InvalidAnswer("the answer must be a JSON object")
+    allowed = {"choice", "comment"} if task.kind == "compare" else {"best", "acceptable", "comment"}
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise InvalidAnswer(
+            f"unexpected field {unknown[0]!r} for a {task.kind} task (expected: {', '.join(sorted(allowed))})"
+        )
+    if task.kind == "compare":
+        choice = payload.get("choice")
+        if choice not in COMPARE_CHOICES:
+            raise InvalidAnswer(f"'choice' must be one of {', '.join(COMPARE_CHOICES)}, got {choice!r}")
+        label = {"A": task.display_order[0], "B": task.display_order[1]}.get(choice, choice)
+        return {"choice": choice}, label
+    best = payload.get("best")
+    acceptable = payload.get("acceptable", [])
+    if not isinstance(acceptable, list) or not all(isinstance(cid, str) for cid in acceptable):
+        raise InvalidAnswer("'acceptable' must be a list of candidate ids")
+    for cid in [best, *acceptable] if best is not None else acceptable:
+        if cid not in task.display_order:
+            raise InvalidAnswer(f"candidate {cid!r} is not part of task {task.id}")
+    if best is not None and best not in acceptable:
+        acceptable = [*acceptable, best]
+    if best is None and acceptable:
+        raise InvalidAnswer("pick the best of the acceptable candidates ('best' is missing)")
+    ordered = [cid for cid in task.display_order if cid in set(acceptable)]
+    return {"best": best, "acceptable": ordered}, best if best is not None else "none"
+
+
+def submit_answer(db: AnnotationDB, user: Annotator, task_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """Store or revise the annotator's answer to their task; the same answer again changes nothing."""
+    comment = payload.get("comment") if isinstance(payload, dict) else None
+    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
+        raise InvalidAnswer(f"'comment' must be text of at most {MAX_COMMENT} characters")
+    comment = (comment or "").strip() or None
+    with db.write() as session:
+        task = _own_task(session, user, task_id)
+        answer, label = _normalise(task, payload)
+        unchanged = task.answer == answer and task.comment == comment
+        if not unchanged:
+            first = task.answer is None
+            session.execute(
+                update(Task)
+                .where(Task.id == task.id)
+                .values(
+                    answer=answer,
+                    label=label,
+                    comment=comment,
+                    answered_at=time.time() if first else Task.answered_at,
+                    revisions=Task.revisions + (0 if first else 1),
+                )
+            )
+        return {"task_id": task.id, "saved": True, "changed": not unchanged, "answer": answer}
+
+
+@dataclass
+class KindProgress:
+    answered: int
+    pending: int
+    available: int
+
+    @property
+    def remaining(self) -> int:
+        return self.pending + self.available
+
+
+def progress(db: AnnotationDB, user: Annotator, *, overlap: int = 1) -> dict[str, KindProgress]:
+    """Per kind: answered and pending tasks of this annotator, and items still open to them."""
+    result = {}
+    with db.read() as session:
+        for kind in KINDS:
+            answered = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Task)
+                    .where(Task.user_id == user.id, Task.kind == kind, Task.answered_at.is_not(None))
+                )
+                or 0
+            )
+            pending = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Task)
+                    .where(Task.user_id == user.id, Task.kind == kind, Task.answered_at.is_(None))
+                )
+                or 0
+            )
+            mine = exists().where(Task.item_id == Item.id, Task.user_id == user.id)
+            available = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Item)
+                    .where(Item.kind == kind, Item.assigned < overlap, ~mine)
+                )
+                or 0
+            )
+            result[kind] = KindProgress(answered, pending, available)
+    return result
+
+
+def item_progress(db: AnnotationDB, *, overlap: int = 1) -> dict[str, dict[str, int]]:
+    """Per kind: how many items exist, have at least one answer, and have ``overlap`` answers."""
+    result = {}
+    with db.read() as session:
+        for kind in KINDS:
+            total = session.scalar(select(func.count()).select_from(Item).where(Item.kind == kind)) or 0
+            answers = (
+                select(Task.item_id, func.count().label("n"))
+                .where(Task.kind == kind, Task.answered_at.is_not(None))
+                .group_by(Task.item_id)
+                .subquery()
+            )
+            started = session.scalar(select(func.count()).select_from(answers)) or 0
+            complete = (
+                session.scalar(select(func.count()).select_from(answers).where(answers.c.n >= overlap)) or 0
+            )
+            result[kind] = {"items": total, "started": started, "complete": complete, "overlap": overlap}
+    return result

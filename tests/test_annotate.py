@@ -1,0 +1,643 @@
+"""vital.annotate: the API through the test client, agreement, exports, and a real server under load."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import random
+import shutil
+import socket
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vital.annotate import (
+    AnnotationDB,
+    add_user,
+    agreement_report,
+    export_demonstrations,
+    export_preferences,
+    issue_login_token,
+    load_corpus,
+    login_url,
+)
+from vital.annotate.agreement import cohen_kappa, krippendorff_alpha_nominal
+from vital.annotate.db import LoginToken, SchemaInfo, Task
+from vital.errors import InputError
+from vital.jsonl import read_records
+from vital.records import Figure, Preference
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from vital.annotate.app import RedactTokens, create_app  # noqa: E402
+
+# ---- a small corpus: a PNG, a CT DICOM, a figure without image, a figure with one candidate --------------
+
+
+def make_corpus(root: Path, *, figures: int = 3, candidates_per_figure: int = 3) -> tuple[Path, Path]:
+    """Figures JSONL (relative image paths) and candidates JSONL under ``root``."""
+    import pydicom.data
+
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((96, 128, 3)) * 255).astype("uint8")).save(images / "xray.png")
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), images / "ct.dcm")
+    records, candidates = [], []
+    for number in range(figures):
+        image = ["images/xray.png", "images/ct.dcm", None][number % 3]
+        domain = ["chest_xray", "ct_scan", "histology"][number % 3]
+        records.append(
+            {
+                "id": f"fig{number}",
+                "image": image,
+                "domains": [domain],
+                "caption": f"Figure {number}: findings described in plain words.",
+                "mentions": [f"As shown in Figure {number}, the lesion is visible."],
+            }
+        )
+        for index in range(candidates_per_figure):
+            candidates.append(
+                {
+                    "id": f"fig{number}-c{index}",
+                    "figure_id": f"fig{number}",
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nWhat does the image show?"},
+                        {"from": "gpt", "value": f"Candidate {index} describes figure {number}."},
+                    ],
+                    "generator": {"backend": "caption", "model": "test"},
+                }
+            )
+    records.append({"id": "lonely", "image": "images/xray.png", "caption": "Only one candidate."})
+    candidates.append(
+        {
+            "id": "lonely-c0",
+            "figure_id": "lonely",
+            "conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}],
+        }
+    )
+    figures_path, candidates_path = root / "figures.jsonl", root / "candidates.jsonl"
+    figures_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    candidates_path.write_text("".join(json.dumps(c) + "\n" for c in candidates))
+    return figures_path, candidates_path
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> AnnotationDB:
+    database = AnnotationDB(f"sqlite:///{tmp_path / 'annotations.db'}")
+    load_corpus(database, *make_corpus(tmp_path / "corpus"))
+    return database
+
+
+def sign_in(client: TestClient | httpx.Client, db: AnnotationDB, name: str, *, admin: bool = False) -> str:
+    """Log ``client`` in as ``name`` through a login link; returns the CSRF token."""
+    user, _ = add_user(db, name, admin=admin)
+    response = client.get(login_url("", issue_login_token(db, user)), follow_redirects=True)
+    assert response.status_code == 200, response.text
+    return client.cookies["csrf_token"]
+
+
+def client_for(
+    db: AnnotationDB, name: str, *, overlap: int = 1, admin: bool = False
+) -> tuple[TestClient, dict]:
+    client = TestClient(create_app(db, overlap=overlap))
+    return client, {"X-CSRF-Token": sign_in(client, db, name, admin=admin)}
+
+
+def answer_all(client: TestClient, headers: dict, kind: str, choose) -> list[dict]:
+    """Answer every task of ``kind`` the router gives; ``choose(task) -> payload``."""
+    seen = []
+    while (response := client.get(f"/api/tasks/next?kind={kind}")).status_code == 200:
+        task = response.json()
+        reply = client.post(f"/api/tasks/{task['task_id']}/answer", json=choose(task), headers=headers)
+        assert reply.status_code == 200, reply.text
+        seen.append(task)
+    assert response.status_code == 204
+    return seen
+
+
+# ---- loading ------------------------------------------------------------------------------------------
+
+
+def test_loading_is_idempotent_and_makes_pairs_and_demo_items(tmp_path: Path) -> None:
+    database = AnnotationDB(tmp_path / "a.db")
+    figures, candidates = make_corpus(tmp_path)
+    first = load_corpus(database, figures, candidates)
+    assert first.new_items == {"compare": 9, "demos": 3}  # 3 figures x C(3,2) pairs; "lonely" has no pair
+    assert first.figures_without_pairs == 1
+    again = load_corpus(database, figures, candidates)
+    assert again.new_items == {"compare": 0, "demos": 0}
+    assert again.total_items == {"compare": 9, "demos": 3}
+
+
+def test_loading_names_the_line_of_a_candidate_for_an_unknown_figure(tmp_path: Path) -> None:
+    database = AnnotationDB(tmp_path / "a.db")
+    figures, candidates = make_corpus(tmp_path)
+    with candidates.open("a") as handle:
+        handle.write(
+            json.dumps({"id": "x", "figure_id": "nope", "conversations": [{"from": "human", "value": "Q"}]})
+            + "\n"
+        )
+    lines = len(candidates.read_text().splitlines())
+    with pytest.raises(InputError) as error:
+        load_corpus(database, figures, candidates)
+    assert error.value.line == lines and error.value.field == "figure_id" and "nope" in str(error.value)
+
+
+def test_a_database_from_a_newer_vital_is_refused(tmp_path: Path) -> None:
+    database = AnnotationDB(tmp_path / "a.db")
+    with database.write() as session:
+        session.get(SchemaInfo, 1).version = 99
+    with pytest.raises(InputError, match="schema version 99"):
+        AnnotationDB(tmp_path / "a.db")
+
+
+# ---- authentication and CSRF ----------------------------------------------------------------------------
+
+
+def test_every_route_except_login_needs_a_session(db: AnnotationDB) -> None:
+    app = create_app(db)
+    client = TestClient(app)
+    checked = 0
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path in ("/login", "/static") or not hasattr(route, "methods"):
+            continue
+        url = path.replace("{task_id}", "1").replace("{kind}", "compare").replace("{figure_id:path}", "fig0")
+        for method in route.methods - {"HEAD"}:
+            response = client.request(method, url, params={"kind": "compare"}, json={"choice": "A"})
+            assert response.status_code == 401, (method, url, response.status_code)
+            if url.startswith("/api/"):
+                assert response.json()["detail"].startswith("not signed in")
+            checked += 1
+    assert checked >= 10
+
+
+def test_login_link_works_once_and_only_its_hash_is_stored(db: AnnotationDB, tmp_path: Path) -> None:
+    user, created = add_user(db, "dr-ana")
+    assert created
+    token = issue_login_token(db, user)
+    assert len(token) >= 40
+    with db.read() as session:
+        stored = [row.token_hash for row in session.query(LoginToken)]
+    assert token not in stored and all(len(value) == 64 for value in stored)
+    assert token.encode() not in (tmp_path / "annotations.db").read_bytes()
+
+    client = TestClient(create_app(db))
+    response = client.get(f"/login?token={token}", follow_redirects=False)
+    assert response.status_code == 303
+    cookies = {c.split("=", 1)[0]: c.lower() for c in response.headers.get_list("set-cookie")}
+    assert "httponly" in cookies["vital_session"] and "samesite=lax" in cookies["vital_session"]
+    assert "httponly" not in cookies["csrf_token"] and "samesite=strict" in cookies["csrf_token"]
+    assert client.get("/api/me").json()["name"] == "dr-ana"
+
+    other = TestClient(create_app(db))
+    assert other.get(f"/login?token={token}").status_code == 403
+    assert other.get("/login?token=not-a-real-token").status_code == 403
+    assert other.get("/api/me").status_code == 401
+
+
+def test_state_changes_need_the_csrf_header(db: AnnotationDB) -> None:
+    client, headers = client_for(db, "dr-ana")
+    task = client.get("/api/tasks/next?kind=compare").json()
+    url = f"/api/tasks/{task['task_id']}/answer"
+    assert client.post(url, json={"choice": "A"}).status_code == 403
+    assert client.post(url, json={"choice": "A"}, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post("/logout").status_code == 403
+    assert client.post(url, json={"choice": "A"}, headers=headers).status_code == 200
+    assert client.post("/logout", headers=headers).status_code == 200
+    assert client.get("/api/me").status_code == 401
+
+
+def test_annotators_see_and_change_only_their_own_tasks(db: AnnotationDB) -> None:
+    ana, ana_headers = client_for(db, "ana", overlap=2)
+    ben, ben_headers = client_for(db, "ben", overlap=2)
+    task = ana.get("/api/tasks/next?kind=compare").json()
+    url = f"/api/tasks/{task['task_id']}"
+    assert ben.get(url).status_code == 404
+    assert ben.post(url + "/answer", json={"choice": "B"}, headers=ben_headers).status_code == 404
+    assert ben.get(f"/tasks/{task['task_id']}").status_code == 404
+    assert ana.post(url + "/answer", json={"choice": "A"}, headers=ana_headers).status_code == 200
+    assert ben.get("/api/admin/stats").status_code == 403
+    assert ben.get("/admin").status_code == 403
+    boss, _ = client_for(db, "boss", admin=True)
+    assert boss.get("/api/admin/stats").json()["answers"]["ana"]["compare"] == 1
+
+
+# ---- routing ------------------------------------------------------------------------------------------
+
+
+def test_routing_gives_each_item_to_overlap_annotators_never_twice_to_one(db: AnnotationDB) -> None:
+    items_seen: dict[str, list[tuple]] = {}
+    for name in ("ana", "ben", "cai"):
+        client, headers = client_for(db, name, overlap=2)
+        tasks = answer_all(client, headers, "compare", lambda task: {"choice": "A"})
+        items_seen[name] = [(t["figure"]["id"], frozenset(c["id"] for c in t["candidates"])) for t in tasks]
+        assert len(set(items_seen[name])) == len(items_seen[name])
+    counts = Counter(item for seen in items_seen.values() for item in seen)
+    assert len(counts) == 9 and set(counts.values()) == {2}
+    assert len(items_seen["ana"]) == len(items_seen["ben"]) == 9 and items_seen["cai"] == []
+
+
+def test_an_unanswered_task_comes_back_first(db: AnnotationDB) -> None:
+    client, _ = client_for(db, "ana")
+    first = client.get("/api/tasks/next?kind=demos").json()
+    assert client.get("/api/tasks/next?kind=demos").json()["task_id"] == first["task_id"]
+    assert 2 <= len(first["candidates"]) <= 4
+
+
+def test_display_order_is_random_per_task_and_a_means_the_first_shown(db: AnnotationDB) -> None:
+    orders = set()
+    for name in [f"user{i}" for i in range(12)]:
+        client, headers = client_for(db, name, overlap=12)
+        task = client.get("/api/tasks/next?kind=compare").json()
+        shown = [c["id"] for c in task["candidates"]]
+        orders.add(tuple(shown))
+        client.post(f"/api/tasks/{task['task_id']}/answer", json={"choice": "A"}, headers=headers)
+        with db.read() as session:
+            stored = session.get(Task, task["task_id"])
+            assert stored.display_order == shown and stored.label == shown[0]
+    assert len(orders) == 2  # both orders occur (probability of failure 2 * 0.5**12)
+
+
+# ---- answers --------------------------------------------------------------------------------------------
+
+
+def test_submitting_twice_keeps_one_answer_and_revising_replaces_it(db: AnnotationDB) -> None:
+    client, headers = client_for(db, "ana")
+    task = client.get("/api/tasks/next?kind=compare").json()
+    url = f"/api/tasks/{task['task_id']}/answer"
+    assert client.post(url, json={"choice": "B"}, headers=headers).json()["changed"] is True
+    assert client.post(url, json={"choice": "B"}, headers=headers).json()["changed"] is False
+    revised = client.post(url, json={"choice": "tie", "comment": " unsure "}, headers=headers)
+    assert revised.json()["changed"] is True
+    with db.read() as session:
+        rows = session.query(Task).filter(Task.answered_at.is_not(None)).all()
+    assert (
+        len(rows) == 1 and rows[0].label == "tie" and rows[0].comment == "unsure" and rows[0].revisions == 1
+    )
+    assert client.get(f"/api/tasks/{task['task_id']}").json()["answer"]["choice"] == "tie"
+
+
+def test_invalid_answers_and_tasks_are_clear_4xx(db: AnnotationDB) -> None:
+    client, headers = client_for(db, "ana")
+    compare = client.get("/api/tasks/next?kind=compare").json()
+    demos = client.get("/api/tasks/next?kind=demos").json()
+    url = f"/api/tasks/{compare['task_id']}/answer"
+
+    response = client.post(url, json={"choice": "C"}, headers=headers)
+    assert (
+        response.status_code == 422
+        and "'choice' must be one of A, B, tie, both_bad" in response.json()["detail"]
+    )
+    assert "unexpected field 'best'" in client.post(url, json={"best": "x"}, headers=headers).json()["detail"]
+    assert client.post(url, json=["A"], headers=headers).status_code == 422
+    assert client.post("/api/tasks/999999/answer", json={"choice": "A"}, headers=headers).status_code == 404
+    assert client.post("/api/tasks/abc/answer", json={"choice": "A"}, headers=headers).status_code == 422
+    assert client.get("/api/tasks/next?kind=rank").status_code == 422
+
+    demos_url = f"/api/tasks/{demos['task_id']}/answer"
+    stranger = client.post(demos_url, json={"best": "fig9-c0", "acceptable": []}, headers=headers)
+    assert stranger.status_code == 422 and "not part of task" in stranger.json()["detail"]
+    ids = [c["id"] for c in demos["candidates"]]
+    no_best = client.post(demos_url, json={"best": None, "acceptable": ids[:1]}, headers=headers)
+    assert no_best.status_code == 422
+    ok = client.post(demos_url, json={"best": ids[1], "acceptable": [ids[0]]}, headers=headers)
+    assert ok.status_code == 200 and set(ok.json()["answer"]["acceptable"]) == {ids[0], ids[1]}
+    assert client.post(demos_url, json={"best": None, "acceptable": []}, headers=headers).status_code == 200
+
+
+# ---- images ---------------------------------------------------------------------------------------------
+
+
+def test_images_are_served_by_figure_id_and_dicom_has_window_presets(
+    db: AnnotationDB, tmp_path: Path
+) -> None:
+    client, _ = client_for(db, "ana")
+    png = client.get("/images/fig0")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content == (tmp_path / "corpus/images/xray.png").read_bytes()
+    default = client.get("/images/fig1")
+    lung = client.get("/images/fig1?window=lung")
+    assert default.headers["content-type"] == lung.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(default.content)).size == (128, 128)
+    assert default.content != lung.content
+    assert client.get("/images/fig1?window=rainbow").status_code == 422
+    assert client.get("/images/fig2").status_code == 404  # a figure without an image
+
+    headers = {"X-CSRF-Token": client.cookies["csrf_token"]}
+    while (task := client.get("/api/tasks/next?kind=demos").json())["figure"]["id"] != "fig1":
+        client.post(
+            f"/api/tasks/{task['task_id']}/answer", json={"best": None, "acceptable": []}, headers=headers
+        )
+    assert "lung" in task["figure"]["windows"] and task["figure"]["image_url"] == "/images/fig1"
+
+
+def test_no_path_from_a_request_reaches_the_file_system(db: AnnotationDB, monkeypatch) -> None:
+    import vital.annotate.app as app_module
+
+    opened = []
+    real = app_module.browser_image
+    monkeypatch.setattr(
+        app_module, "browser_image", lambda path, window: opened.append(path) or real(path, window)
+    )
+    client, _ = client_for(db, "ana")
+    attempts = [
+        "/images/../../etc/passwd",
+        "/images/..%2F..%2Fetc%2Fpasswd",
+        "/images/%2e%2e/%2e%2e/etc/passwd",
+        "/images/%252e%252e%252fetc%252fpasswd",
+        "/images//etc/passwd",
+        "/images/fig0/../../../etc/passwd",
+        "/images/C:%5CWindows%5Cwin.ini",
+    ]
+    for attempt in attempts:
+        response = client.get(attempt)
+        assert response.status_code in (401, 404), attempt
+        assert b"root:" not in response.content
+    assert opened == []
+    assert client.get("/images/fig0").status_code == 200
+    assert len(opened) == 1 and opened[0].endswith("corpus/images/xray.png")
+
+
+# ---- pages ----------------------------------------------------------------------------------------------
+
+
+def test_pages_render_with_security_headers(db: AnnotationDB) -> None:
+    client, _ = client_for(db, "ana", admin=True)
+    home = client.get("/")
+    assert home.status_code == 200 and "Compare candidates" in home.text
+    assert "script-src 'self'" in home.headers["content-security-policy"]
+    assert home.headers["x-frame-options"] == "DENY" and home.headers["referrer-policy"] == "no-referrer"
+    page = client.get("/annotate/compare")
+    assert page.status_code == 200 and 'id="task-data"' in page.text and "A is better" in page.text
+    assert "<script>" not in page.text  # no inline scripts: the CSP forbids them
+    assert client.get("/annotate/demos").status_code == 200
+    assert "Krippendorff" in client.get("/admin").text
+    assert "Please sign in" in TestClient(create_app(db)).get("/").text
+
+
+def test_the_server_log_filter_removes_login_tokens() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/login?token=SECRET-123&x=1", "1.1", 303),
+        None,
+    )
+    RedactTokens().filter(record)
+    assert "SECRET-123" not in record.getMessage() and "token=[redacted]&x=1" in record.getMessage()
+
+
+# ---- agreement and exports ---------------------------------------------------------------------------------
+
+
+def test_cohen_kappa_matches_a_hand_computed_value() -> None:
+    # 10 items: observed agreement 0.7; marginals ana (6 A, 4 B), ben (5 A, 5 B): expected 0.5 -> kappa 0.4
+    ana = list("AAAAAABBBB")
+    ben = list("AAAABBBBBA")
+    assert cohen_kappa(ana, ben) == pytest.approx(0.4)
+    from sklearn.metrics import cohen_kappa_score
+
+    assert cohen_kappa(ana, ben) == pytest.approx(cohen_kappa_score(ana, ben))
+    assert cohen_kappa(list("AB"), list("AB")) == pytest.approx(1.0)
+    assert math.isnan(cohen_kappa(list("AA"), list("AA")))
+
+
+def test_krippendorff_alpha_reproduces_the_published_example() -> None:
+    # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", nominal data, 4 coders, 12 units.
+    coders = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
+    units = [[c[u] for c in coders if c[u] is not None] for u in range(12)]
+    assert krippendorff_alpha_nominal(units) == pytest.approx(0.743, abs=5e-4)
+    assert krippendorff_alpha_nominal([["a", "a"], ["b", "b"]]) == pytest.approx(1.0)
+    assert math.isnan(krippendorff_alpha_nominal([["a"]]))
+
+
+def test_exports_and_agreement_on_hand_made_answers(db: AnnotationDB, tmp_path: Path) -> None:
+    """Two annotators answer by candidate id (whatever the display order); check every number."""
+    ana_plan = {
+        "fig0-c0|fig0-c1": "fig0-c0",
+        "fig0-c0|fig0-c2": "fig0-c0",
+        "fig0-c1|fig0-c2": "tie",
+        "fig1-c0|fig1-c1": "fig1-c1",
+        "fig1-c0|fig1-c2": "fig1-c0",
+        "fig1-c1|fig1-c2": "both_bad",
+        "fig2-c0|fig2-c1": "fig2-c0",
+        "fig2-c0|fig2-c2": "fig2-c2",
+        "fig2-c1|fig2-c2": "fig2-c1",
+    }
+    ben_plan = dict(ana_plan, **{"fig0-c1|fig0-c2": "fig0-c1", "fig2-c1|fig2-c2": "fig2-c2"})
+
+    def by_plan(plan):
+        def choose(task):
+            shown = [c["id"] for c in task["candidates"]]
+            wanted = plan["|".join(sorted(shown))]
+            return {"choice": {shown[0]: "A", shown[1]: "B"}.get(wanted, wanted)}
+
+        return choose
+
+    def demos_plan(best):
+        def choose(task):
+            pick = best[task["figure"]["id"]]
+            return {"best": pick, "acceptable": [pick] if pick else []}
+
+        return choose
+
+    for name, plan, best in [
+        ("ana", ana_plan, {"fig0": "fig0-c1", "fig1": "fig1-c0", "fig2": None}),
+        ("ben", ben_plan, {"fig0": "fig0-c1", "fig1": "fig1-c2", "fig2": None}),
+    ]:
+        client, headers = client_for(db, name, overlap=2)
+        answer_all(client, headers, "compare", by_plan(plan))
+        answer_all(client, headers, "demos", demos_plan(best))
+
+    report = agreement_report(db)
+    assert report.answers == {"ana": {"compare": 9, "demos": 3}, "ben": {"compare": 9, "demos": 3}}
+    compare = next(p for p in report.pairs if p.kind == "compare")
+    assert (compare.first, compare.second, compare.items) == ("ana", "ben", 9)
+    assert compare.observed == pytest.approx(7 / 9)
+    ana_labels = [ana_plan[k] for k in sorted(ana_plan)]
+    ben_labels = [ben_plan[k] for k in sorted(ben_plan)]
+    assert compare.kappa == pytest.approx(cohen_kappa(ana_labels, ben_labels))
+    alpha = next(k for k in report.overall if k.kind == "compare")
+    assert alpha.items_with_overlap == 9
+    assert alpha.alpha == pytest.approx(
+        krippendorff_alpha_nominal(list(zip(ana_labels, ben_labels, strict=True)))
+    )
+    demos_pair = next(p for p in report.pairs if p.kind == "demos")
+    assert demos_pair.observed == pytest.approx(2 / 3)
+
+    summary = export_preferences(db, tmp_path / "prefs.jsonl", source="compare")
+    prefs = list(read_records(tmp_path / "prefs.jsonl", Preference))
+    # ana: 7 decisive of 9 (tie, both_bad); ben: 8 decisive (both_bad)
+    assert summary.records == len(prefs) == 15
+    assert summary.skipped == {"compare:tie": 1, "compare:both_bad": 2}
+    assert all(p.source == "human" and p.annotator in ("ana", "ben") for p in prefs)
+    assert ("fig1-c1", "fig1-c0", "ana") in {(p.chosen, p.rejected, p.annotator) for p in prefs}
+    assert not any(p.chosen == p.rejected for p in prefs)
+
+    all_prefs = export_preferences(db, tmp_path / "all.jsonl")
+    # demos: fig0 and fig1 give best > 2 others per annotator (4 answers x 2 pairs); fig2 "none" gives none
+    assert all_prefs.records == 15 + 8 and all_prefs.skipped["demos:none"] == 2
+
+    demos = export_demonstrations(db, tmp_path / "demos.jsonl")
+    figures = list(read_records(tmp_path / "demos.jsonl", Figure))
+    assert demos.records == 2 and [f.id for f in figures] == ["fig0", "fig1"]
+    assert figures[0].conversations[1].value == "Candidate 1 describes figure 0."
+    assert figures[0].meta["demonstration"]["chosen_by"] == ["ana", "ben"]
+    assert figures[1].meta["demonstration"]["candidate_id"] == "fig1-c0"  # 1-1 vote: earlier candidate wins
+    assert Path(figures[0].image).is_absolute() and Path(figures[0].image).exists()
+
+
+def test_agreement_with_judge_scores(db: AnnotationDB) -> None:
+    client, headers = client_for(db, "ana")
+
+    def prefer_lower_index(task):
+        shown = [c["id"] for c in task["candidates"]]
+        return {"choice": "A" if shown[0] < shown[1] else "B"}
+
+    answer_all(client, headers, "compare", prefer_lower_index)
+    # the judge prefers the lower index on fig0 and fig1, the higher on fig2 and scores fig1-c1 = fig1-c2
+    scores = {f"fig{f}-c{i}": (10 - i if f < 2 else i) for f in range(3) for i in range(3)}
+    scores["fig1-c2"] = scores["fig1-c1"]
+    report = agreement_report(db, judge_scores=scores)
+    overall = next(j for j in report.judge if j.kind == "compare" and j.annotator == "all")
+    assert (overall.compared, overall.agree, overall.judge_ties) == (8, 5, 1)
+
+
+# ---- command line ---------------------------------------------------------------------------------------
+
+
+def test_cli_add_user_prints_a_link_last_and_export_and_stats_work(db: AnnotationDB, tmp_path: Path) -> None:
+    from vital.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["annotate", "add-user", "dr-kim", "--db", db.url, "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    link = result.stdout.strip().splitlines()[-1]
+    assert link.startswith("http://127.0.0.1:8123/login?token=")
+    client = TestClient(create_app(db))
+    assert client.get(link.replace("http://127.0.0.1:8123", "")).status_code == 200
+    headers = {"X-CSRF-Token": client.cookies["csrf_token"]}
+    answer_all(client, headers, "compare", lambda task: {"choice": "A"})
+
+    out = tmp_path / "prefs.jsonl"
+    result = runner.invoke(
+        app, ["annotate", "export", "--db", db.url, "--kind", "preferences", "--out", str(out)]
+    )
+    assert result.exit_code == 0 and "wrote 9 preference pairs" in result.stdout
+    assert len(list(read_records(out, Preference))) == 9
+    result = runner.invoke(app, ["annotate", "stats", "--db", db.url, "--json"])
+    assert json.loads(result.stdout)["answers"]["dr-kim"]["compare"] == 9
+    result = runner.invoke(app, ["annotate", "stats", "--db", db.url])
+    assert result.exit_code == 0 and "Answers per annotator" in result.stdout
+
+
+# ---- a real server, many clients at once ------------------------------------------------------------------
+
+
+class LiveServer:
+    """The app under uvicorn on 127.0.0.1 (a free port), in a background thread."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.socket.close()
+
+
+def test_parallel_clients_lose_and_duplicate_no_answer(tmp_path: Path) -> None:
+    database = AnnotationDB(tmp_path / "load.db")
+    load_corpus(database, *make_corpus(tmp_path / "corpus", figures=12, candidates_per_figure=3))
+    overlap, names = 2, ["ana", "ben", "cai", "dee"]
+    accepted: dict[int, set[str]] = {}
+    lock = threading.Lock()
+
+    with LiveServer(create_app(database, overlap=overlap)) as live:
+        tabs = []
+        for name in names:
+            first = httpx.Client(base_url=live.url, timeout=30)
+            csrf = sign_in(first, database, name)
+            second = httpx.Client(base_url=live.url, timeout=30, cookies=first.cookies)  # a second tab
+            tabs += [(first, csrf), (second, csrf)]
+
+        def post(client, task_id, choice, csrf):
+            response = client.post(
+                f"/api/tasks/{task_id}/answer", json={"choice": choice}, headers={"X-CSRF-Token": csrf}
+            )
+            assert response.status_code == 200, response.text
+            with lock:
+                accepted.setdefault(task_id, set()).add(choice)
+
+        def work(tab_number: int) -> int:
+            client, csrf = tabs[tab_number]
+            rng = random.Random(tab_number)
+            done = 0
+            with ThreadPoolExecutor(2) as clicks:
+                while (
+                    response := client.get("/api/tasks/next", params={"kind": "compare"})
+                ).status_code == 200:
+                    task_id = response.json()["task_id"]
+                    choice = rng.choice(["A", "B", "tie", "both_bad"])
+                    if rng.random() < 0.3:  # a double click: the same answer twice at once
+                        twice = [clicks.submit(post, client, task_id, choice, csrf) for _ in range(2)]
+                        [future.result() for future in twice]
+                    else:
+                        post(client, task_id, choice, csrf)
+                    if rng.random() < 0.1:  # a retried POST after a timeout
+                        post(client, task_id, choice, csrf)
+                    done += 1
+            assert response.status_code == 204
+            return done
+
+        with ThreadPoolExecutor(len(tabs)) as pool:
+            list(pool.map(work, range(len(tabs))))
+        for client, _ in tabs:
+            client.close()
+
+    with database.read() as session:
+        tasks = session.query(Task).all()
+    answered = [t for t in tasks if t.answered_at is not None]
+    assert len(answered) == len(tasks) == len(accepted) == 36 * overlap  # every item answered by 2, once each
+    for task in answered:
+        assert task.answer["choice"] in accepted[task.id]
+    per_item = Counter(t.item_id for t in tasks)
+    assert set(per_item.values()) == {overlap}
+    assert len({(t.item_id, t.user_id) for t in tasks}) == len(tasks)
+    assert Counter(t.user_id for t in tasks).total() == 72
