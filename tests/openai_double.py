@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -41,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-FAULTS = ("429", "500", "timeout", "malformed", "garbage", "empty")
+FAULTS = ("429", "500", "400", "timeout", "malformed", "garbage", "empty")
 
 
 def default_reply(body: dict[str, Any]) -> str:
@@ -144,6 +145,9 @@ def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
                 headers = {"retry-after": config.retry_after} if config.retry_after is not None else {}
                 error = {"error": {"message": "Rate limit reached"}}
                 return JSONResponse(error, status_code=429, headers=headers)
+            if fault == "400":
+                error = {"error": {"message": "This model's maximum context length is exceeded"}}
+                return JSONResponse(error, status_code=400)
             if fault == "500":
                 return JSONResponse({"error": {"message": "The server had an error"}}, status_code=500)
             if fault == "garbage":
@@ -226,6 +230,30 @@ def running_double(config: DoubleConfig | None = None) -> Iterator[RunningDouble
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def write_figures(folder: Path, n: int, *, image_size: int = 16, name: str = "figures.jsonl") -> Path:
+    """``n`` figure records with small PNG images, for tests and benchmarks of model-calling stages.
+
+    Captions differ per figure (``Figure i ...``), so a request can be traced back to its figure.
+    """
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    path = folder / name
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(n):
+            image = folder / "images" / f"fig{i % 50}.png"
+            if not image.exists():
+                Image.new("RGB", (image_size, image_size), (i * 5 % 256, 80, 120)).save(image)
+            record = {
+                "id": f"fig{i}", "image": f"images/{image.name}",
+                "caption": f"Figure {i}: axial CT of the chest showing a 3 cm nodule in the left lung.",
+                "mentions": [f"The nodule in figure {i} measured 3 cm."], "domains": ["ct_scan"],
+            }
+            handle.write(json.dumps(record) + "\n")
+    return path
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from vital.figures.images import ImageError, load_image
+from vital.figures.images import ImageError, is_dicom, load_image
 
 _PASS_THROUGH = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 
@@ -34,11 +34,13 @@ def image_data_url(path: str, max_side: int | None = None) -> str:
     Raises :class:`vital.figures.images.ImageError` when the file is missing or unreadable.
     """
     file = Path(path)
-    try:
-        with Image.open(file) as probe:
-            kind, size = probe.format, probe.size
-    except (OSError, ValueError):
-        kind, size = None, (0, 0)  # DICOM and friends: the loader decides
+    kind, size = None, (0, 0)  # DICOM and anything PIL cannot open: the loader decides
+    if not is_dicom(file):
+        try:
+            with Image.open(file) as probe:
+                kind, size = probe.format, probe.size
+        except (OSError, ValueError):
+            pass
     if kind in _PASS_THROUGH and not _needs_resize(size, max_side):
         return f"data:{_PASS_THROUGH[kind]};base64,{base64.b64encode(file.read_bytes()).decode('ascii')}"
     image = load_image(file)
