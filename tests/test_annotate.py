@@ -45,6 +45,33 @@ from vital.annotate.app import RedactTokens, create_app  # noqa: E402
 # ---- a small corpus: a PNG, a CT DICOM, a figure without image, a figure with one candidate --------------
 
 
+FIGURE_KINDS = [
+    (
+        "images/xray.png",
+        "chest_xray",
+        "Frontal chest radiograph showing a right lower lobe consolidation with an air bronchogram.",
+        "Which lobe is affected?",
+    ),
+    (
+        "images/ct.dcm",
+        "ct_scan",
+        "Axial contrast-enhanced CT of the abdomen at the level of the kidneys; no focal lesion is seen.",
+        "What imaging modality and plane is this?",
+    ),
+    (
+        None,
+        "histology",
+        "H&E section of a lymph node with effaced architecture (x20).",
+        "What stain was used?",
+    ),
+]
+ANSWERS = [
+    "Compare with a prior study and correlate with the clinical findings.",
+    "A lateral view would help localise the abnormality.",
+    "Nothing further: the image answers the question.",
+]
+
+
 def make_corpus(root: Path, *, figures: int = 3, candidates_per_figure: int = 3) -> tuple[Path, Path]:
     """Figures JSONL (relative image paths) and candidates JSONL under ``root``."""
     import pydicom.data
@@ -56,15 +83,14 @@ def make_corpus(root: Path, *, figures: int = 3, candidates_per_figure: int = 3)
     shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), images / "ct.dcm")
     records, candidates = [], []
     for number in range(figures):
-        image = ["images/xray.png", "images/ct.dcm", None][number % 3]
-        domain = ["chest_xray", "ct_scan", "histology"][number % 3]
+        image, domain, caption, question = FIGURE_KINDS[number % 3]
         records.append(
             {
                 "id": f"fig{number}",
                 "image": image,
                 "domains": [domain],
-                "caption": f"Figure {number}: findings described in plain words.",
-                "mentions": [f"As shown in Figure {number}, the lesion is visible."],
+                "caption": caption,
+                "mentions": [f"As shown in Figure {number}, the finding is clearly visible."],
             }
         )
         for index in range(candidates_per_figure):
@@ -73,8 +99,10 @@ def make_corpus(root: Path, *, figures: int = 3, candidates_per_figure: int = 3)
                     "id": f"fig{number}-c{index}",
                     "figure_id": f"fig{number}",
                     "conversations": [
-                        {"from": "human", "value": "<image>\nWhat does the image show?"},
+                        {"from": "human", "value": f"<image>\n{question}"},
                         {"from": "gpt", "value": f"Candidate {index} describes figure {number}."},
+                        {"from": "human", "value": "What would you check next?"},
+                        {"from": "gpt", "value": ANSWERS[index % len(ANSWERS)]},
                     ],
                     "generator": {"backend": "caption", "model": "test"},
                 }
