@@ -59,7 +59,8 @@ MODALITIES = (
      r"biopsy specimen|stain(?:ed|ing)?)\b", "a microscopy (histology) image"),
     (r"\b(?:endoscop\w*|colonoscop\w*)\b", "an endoscopic image"),
     (r"\b(?:fundus|retina\w*)\b", "a retinal fundus photograph"),
-    (r"\b(?:gross specimen|photograph\w*|resected specimen)\b", "a photograph of a specimen"),
+    (r"\b(?:gross (?:specimen|pathology)|resected specimen)\b", "a photograph of a gross specimen"),
+    (r"\bphotograph\w*\b", "a photograph"),
 )
 ORGANS = (
     "brain", "skull", "spine", "spinal cord", "neck", "thyroid", "chest", "lung", "heart", "aorta", "breast",

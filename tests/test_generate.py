@@ -1,0 +1,325 @@
+"""Generation: reply parsing, prompts with demonstrations, the caption backend, resume, shards, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openai_double import DoubleConfig, running_double, write_figures
+from vital.errors import InputError
+from vital.generate import (
+    GenerateConfig,
+    caption_conversation,
+    generate,
+    load_demonstrations,
+    make_policy,
+    parse_conversation,
+    parse_shard,
+)
+from vital.jsonl import failures_path
+from vital.llm import EngineConfig, ReplyError
+from vital.records import Figure, Turn
+
+VITAL = str(Path(sys.executable).with_name("vital"))
+KEY = "sk-generate-secret-0042"
+
+# --- parsing ------------------------------------------------------------------------------------
+
+GOOD_REPLIES = {
+    "plain labels": "User: What modality is this?\nAssistant: A CT scan.\n"
+                    "User: Which side?\nAssistant: Left.",
+    "preamble and blank lines": (
+        "Sure! Here is a conversation about the image.\n\nUser: What modality is this?\n\n"
+        "Assistant: A CT scan.\n\nUser: Which side?\nAssistant: Left."
+    ),
+    "bold labels": "**User:** What modality is this?\n**Assistant:** A CT scan.\n"
+                   "**User:** Which side?\n**Assistant:** Left.",
+    "bold outside colon": "**User**: What modality is this?\n**Assistant**: A CT scan.\n"
+                          "**User**: Which side?\n**Assistant**: Left.",
+    "headings": "### User\nWhat modality is this?\n### Assistant\nA CT scan.\n\n### User\nWhich side?\n"
+                "### Assistant\nLeft.",
+    "human/gpt": "Human: What modality is this?\nGPT: A CT scan.\nHuman: Which side?\nGPT: Left.",
+    "Q/A": "Q: What modality is this?\nA: A CT scan.\nQ: Which side?\nA: Left.",
+    "numbered Q/A": "Q1: What modality is this?\nA1: A CT scan.\nQ2: Which side?\nA2: Left.",
+    "question/answer numbered": "Question 1: What modality is this?\nAnswer 1: A CT scan.\n\n"
+                                "Question 2: Which side?\nAnswer 2: Left.",
+    "list items": "1. **Question:** What modality is this?\n   **Answer:** A CT scan.\n"
+                  "2. **Question:** Which side?\n   **Answer:** Left.",
+    "numbered questions": "1. What modality is this?\nA CT scan.\n\n2. Which side?\nLeft.",
+    "json list of turns": json.dumps([
+        {"from": "human", "value": "What modality is this?"}, {"from": "gpt", "value": "A CT scan."},
+        {"from": "human", "value": "Which side?"}, {"from": "gpt", "value": "Left."},
+    ]),
+    "json pairs in a fence": "```json\n" + json.dumps({"conversations": [
+        {"question": "What modality is this?", "answer": "A CT scan."},
+        {"question": "Which side?", "answer": "Left."},
+    ]}) + "\n```",
+    "json roles": json.dumps({"messages": [
+        {"role": "user", "content": "What modality is this?"}, {"role": "assistant", "content": "A CT scan."},
+        {"role": "user", "content": "Which side?"}, {"role": "assistant", "content": "Left."},
+    ]}),
+    "image token in the wrong place": "User: What modality is this?\nAssistant: A CT scan.\n"
+                                      "User: <image>\nWhich side?\nAssistant: Left.",
+    "separators": "User: What modality is this?\nAssistant: A CT scan.\n---\n"
+                  "User: Which side?\nAssistant: Left.",
+}
+
+
+@pytest.mark.parametrize("name", list(GOOD_REPLIES))
+def test_parser_reads_many_formats(name):
+    turns = parse_conversation(GOOD_REPLIES[name])
+    assert [(t.speaker, t.value) for t in turns] == [
+        ("human", "<image>\nWhat modality is this?"), ("gpt", "A CT scan."),
+        ("human", "Which side?"), ("gpt", "Left."),
+    ]
+
+
+def test_parser_keeps_multi_line_answers_and_lists():
+    reply = ("User: What are the findings?\nAssistant: There are two findings:\n- a nodule in the left lung\n"
+             "- a small effusion\n\nBoth are marked by arrows.\nUser: Is the heart enlarged?\nAssistant: No.")
+    turns = parse_conversation(reply)
+    assert turns[1].value == ("There are two findings:\n- a nodule in the left lung\n- a small effusion\n\n"
+                              "Both are marked by arrows.")
+    assert len(turns) == 4
+
+
+@pytest.mark.parametrize("reply, reason", [
+    ("", "empty"),
+    ("I'm sorry, I can't describe medical images.", "no question-and-answer"),
+    ("User: What is this?\nUser: And this?\nAssistant: A CT.", "unbalanced"),
+    ("Assistant: Hello.\nUser: What is this?\nAssistant: A CT.", "unbalanced"),
+    ("User: What is this?\nAssistant: A CT.\nUser: Which side?", "no answer"),
+    ("User: What is this?\nAssistant:", "no answer"),
+    ("User: What is this?\nAssistant: \nUser: Which side?\nAssistant: Left.", "empty answer"),
+])
+def test_parser_rejects_unusable_replies(reply, reason):
+    with pytest.raises(ReplyError, match=reason):
+        parse_conversation(reply)
+
+
+def test_sentences_starting_with_a_are_not_labels():
+    turns = parse_conversation("User: Describe it.\nAssistant: The scan is axial.\n"
+                               "A mass is seen on the left.")
+    assert turns[1].value == "The scan is axial.\nA mass is seen on the left."
+
+
+# --- the caption backend ------------------------------------------------------------------------
+
+def test_caption_backend_is_grounded_varied_and_deterministic():
+    figure = Figure(id="f", caption="Axial CT of the brain showing a hemorrhage [Figure 2].",
+                    mentions=["The haemorrhage (Fig. 2) measured 2 cm."], domains=["ct_scan"])
+    first = [caption_conversation(figure, k) for k in range(4)]
+    assert first == [caption_conversation(figure, k) for k in range(4)]
+    assert len({json.dumps([t.value for t in c]) for c in first}) > 1
+    for conversation in first:
+        assert conversation[0].value.startswith("<image>\n")
+        assert "Figure 2" not in conversation[1].value and "Fig. 2" not in conversation[1].value
+        answers = " ".join(t.value for t in conversation if t.speaker == "gpt")
+        assert "computed tomography (CT)" in answers and "brain" in answers
+    plain = Figure(id="g", caption="A diagram of the study design.")
+    assert len(caption_conversation(plain, 0)) == 2  # nothing stated beyond the description
+
+
+def test_caption_backend_writes_candidates_and_resumes(tmp_path):
+    figures = write_figures(tmp_path, 5)
+    out = tmp_path / "candidates.jsonl"
+    report = generate(figures, out, GenerateConfig(backend="caption", candidates=3))
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert report.stats.done == 15 and len({r["id"] for r in records}) == 15
+    assert {r["generator"]["backend"] for r in records} == {"caption"}
+    assert records[0]["image"] == "images/fig0.png"  # relative to the output's folder
+    again = generate(figures, out, GenerateConfig(backend="caption", candidates=3))
+    assert (again.stats.done, again.stats.skipped) == (0, 15)
+    assert len(out.read_text().splitlines()) == 15
+
+
+# --- demonstrations -----------------------------------------------------------------------------
+
+def _demo(i: int, domain: str, caption: str, image: str | None = None) -> Figure:
+    return Figure(id=f"demo{i}", caption=caption, domains=[domain], image=image,
+                  conversations=[Turn(speaker="human", value=f"<image>\nQuestion {i}?"),
+                                 Turn(speaker="gpt", value=f"Demonstration answer {i}.")])
+
+
+def test_policies_choose_per_domain_random_and_nearest():
+    demos = [_demo(0, "ct_scan", "CT of the chest"), _demo(1, "ct_scan", "CT of the abdomen"),
+             _demo(2, "mri", "MRI of the knee"), _demo(3, "histology", "H&E stain of liver")]
+    figure = Figure(id="x", caption="MRI of the left knee with a torn meniscus", domains=["mri"])
+    per_domain = make_policy("per-domain", demos)
+    chosen = per_domain(figure, 0)
+    assert sorted(d.domains[0] for d in chosen) == ["ct_scan", "histology", "mri"]
+    assert chosen == per_domain(figure, 0)  # same figure and k: same prompt (cache hits on rerun)
+    assert len({tuple(d.id for d in per_domain(figure, k)) for k in range(8)}) > 1
+    assert len(make_policy("random:2", demos)(figure, 0)) == 2
+    assert make_policy("per-domain", demos)(demos[2], 0)[1].id != "demo2"  # never its own demonstration
+
+    class WordEncoder:  # a bag-of-words test encoder, normalised like the sentence model
+        vocabulary = ["ct", "mri", "knee", "chest", "abdomen", "liver", "stain"]
+
+        def encode(self, texts):
+            rows = np.array([[t.lower().split().count(w) for w in self.vocabulary] for t in texts], float)
+            return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+    nearest = make_policy("nearest:1", demos, encoder=WordEncoder())
+    assert [d.id for d in nearest(figure, 0)] == ["demo2"]
+    for bad in ("closest", "random", "random:x", "random:0"):
+        with pytest.raises(InputError, match="--demo-policy"):
+            make_policy(bad, demos)
+
+
+def test_biomed_vital_demonstrations_load_without_images(shared_data, capsys):
+    demos = load_demonstrations(shared_data / "biomed-vital" / "clinician_demonstrations.json")
+    assert len(demos) == 58 and all(d.image is None and d.conversations for d in demos)
+    assert "demonstration images are missing" in capsys.readouterr().err
+    chosen = make_policy("per-domain", demos)(Figure(id="x", caption="CT"), 0)
+    assert sorted(d.domains[0] for d in chosen) == ["chest_xray", "ct_scan", "gross", "histology", "mri"]
+
+
+# --- against the OpenAI double ------------------------------------------------------------------
+
+def _engine(double, **overrides) -> EngineConfig:
+    values = dict(base_url=double.base_url, model="double-vlm", concurrency=4, max_retries=3, timeout=5.0,
+                  backoff_base=0.01, backoff_max=0.05, api_key_env="VITAL_TEST_KEY")
+    values.update(overrides)
+    return EngineConfig(**values)
+
+
+def _write_demos(tmp_path: Path) -> Path:
+    path = tmp_path / "demos.jsonl"
+    figures = write_figures(tmp_path, 1, name="unused.jsonl")
+    image = str(figures.parent / "images" / "fig0.png")
+    with path.open("w") as handle:
+        handle.write(json.dumps(_demo(1, "ct_scan", "Demo CT caption", image).to_json_dict()) + "\n")
+        handle.write(json.dumps(_demo(2, "mri", "Demo MRI caption").to_json_dict()) + "\n")
+    return path
+
+
+def test_prompt_carries_demonstrations_caption_and_image(tmp_path):
+    figures = write_figures(tmp_path, 2)
+    out = tmp_path / "candidates.jsonl"
+    with running_double(DoubleConfig()) as double:
+        generate(figures, out, GenerateConfig(candidates=1, demos=_write_demos(tmp_path)), _engine(double))
+    body = double.state.requests[0].body
+    roles = [m["role"] for m in body["messages"]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "no medical advice" in body["messages"][0]["content"]
+    demo_texts = [m["content"] for m in body["messages"] if m["role"] == "assistant"]
+    assert demo_texts == ["User: Question 1?\nAssistant: Demonstration answer 1.",
+                          "User: Question 2?\nAssistant: Demonstration answer 2."]
+    last = body["messages"][-1]["content"]
+    assert last[0]["type"] == "image_url" and last[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert "Figure 0: axial CT" in last[1]["text"] and "measured 3 cm" in last[1]["text"]
+    images = sum(p["type"] == "image_url" for m in body["messages"] if isinstance(m["content"], list)
+                 for p in m["content"])
+    assert images == 2  # the CT demonstration's and the figure's (the MRI demonstration has none)
+    record = json.loads(out.read_text().splitlines()[0])
+    assert record["generator"]["demo_ids"] == ["demo1", "demo2"]
+    assert record["generator"]["model"] == "openai:double-vlm"
+    assert len(record["generator"]["prompt_sha"]) == 64
+    assert record["conversations"][0]["value"].startswith("<image>\n")
+
+
+def test_faults_end_with_every_candidate_or_a_failure_and_rerun_completes(tmp_path):
+    figures = write_figures(tmp_path, 30)
+    out = tmp_path / "candidates.jsonl"
+    faults = {"429": 0.1, "500": 0.05, "malformed": 0.05}
+    with running_double(DoubleConfig(faults=faults, faults_first_only=True)) as double:
+        report = generate(figures, out, GenerateConfig(candidates=2), _engine(double, concurrency=8))
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert report.stats.done == 60
+    assert sorted(ids) == sorted({f"fig{i}/c{k}" for i in range(30) for k in (0, 1)})
+    outcomes = Counter(r.outcome for r in double.state.requests)
+    assert outcomes["429"] and outcomes["500"] and outcomes["malformed"]
+
+    with running_double(DoubleConfig(faults={"malformed": 1.0})) as broken:
+        more = tmp_path / "more.jsonl"
+        report = generate(figures, more, GenerateConfig(candidates=1), _engine(broken, max_retries=1))
+    failures = [json.loads(line) for line in failures_path(more).read_text().splitlines()]
+    assert report.stats.failed == 30 and len(failures) == 30 and not more.read_text()
+    assert failures[0]["raw"] == "I am sorry, I cannot help with that." and failures[0]["attempts"] == 2
+    with running_double(DoubleConfig()) as healthy:
+        report = generate(figures, more, GenerateConfig(candidates=1), _engine(healthy))
+    assert report.stats.done == 30 and len(more.read_text().splitlines()) == 30
+
+
+def test_shards_split_the_figures_without_overlap(tmp_path):
+    figures = write_figures(tmp_path, 40)
+    parts = []
+    for i in range(3):
+        out = tmp_path / f"shard{i}.jsonl"
+        generate(figures, out, GenerateConfig(backend="caption", candidates=1, shard=parse_shard(f"{i}/3")))
+        parts.append({json.loads(line)["figure_id"] for line in out.read_text().splitlines()})
+    assert set.union(*parts) == {f"fig{i}" for i in range(40)}
+    assert sum(len(p) for p in parts) == 40 and all(parts)
+    for bad in ("3/3", "x/2", "1"):
+        with pytest.raises(InputError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_image_problems_are_failures_not_crashes(tmp_path):
+    figures = write_figures(tmp_path, 3)
+    (tmp_path / "images" / "fig1.png").unlink()
+    out = tmp_path / "candidates.jsonl"
+    with running_double(DoubleConfig()) as double:
+        report = generate(figures, out, GenerateConfig(candidates=1), _engine(double))
+    failures = [json.loads(line) for line in failures_path(out).read_text().splitlines()]
+    assert report.stats.done == 2 and [f["id"] for f in failures] == ["fig1/c0"]
+    assert "image file not found" in failures[0]["reason"]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_sigkill_and_rerun_give_one_candidate_each_and_repeat_no_finished_call(tmp_path):
+    figures = write_figures(tmp_path, 24)
+    out = tmp_path / "candidates.jsonl"
+    env = {**os.environ, "VITAL_TEST_KEY": KEY}
+
+    def command(double) -> list[str]:
+        return [VITAL, "generate", str(figures), "--out", str(out), "--candidates", "2",
+                "--base-url", double.base_url, "--model", "double-vlm", "--api-key-env", "VITAL_TEST_KEY",
+                "--concurrency", "4", "--max-retries", "2"]
+
+    with running_double(DoubleConfig(latency=0.15, api_key=KEY)) as double:
+        process = subprocess.Popen(command(double), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(_lines(out)) < 12 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        before = {json.loads(line)["id"] for line in _lines(out) if line.endswith("}")}
+        assert 12 <= len(before) < 48, "the run should be killed part-way"
+        answered_first = {r.body_sha for r in double.state.requests if r.outcome == "ok"}
+        first_count = len(double.state.requests)
+
+        rerun = subprocess.run(command(double), env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        second = double.state.requests[first_count:]
+
+    ids = [json.loads(line)["id"] for line in _lines(out)]
+    assert Counter(ids) == Counter({f"fig{i}/c{k}": 1 for i in range(24) for k in (0, 1)})
+
+    def key_of(request) -> tuple[str, int]:
+        text = request.body["messages"][-1]["content"][-1]["text"]
+        return text.split(":")[1].split()[1], request.body["seed"]  # "Caption: Figure 0: ..." -> ("0", k)
+
+    finished_before = {(i.split("/")[0].removeprefix("fig"), int(i.split("/c")[1])) for i in before}
+    assert not finished_before & {key_of(r) for r in second}, "a finished candidate was requested again"
+    repeated = [r for r in second if r.body_sha in answered_first]
+    assert len(repeated) <= 4, "only calls in flight at the kill may be sent again"
+    assert len(second) <= 48 - len(before)
+
+    for file in tmp_path.rglob("*"):
+        if file.is_file():
+            assert KEY.encode() not in file.read_bytes(), file
+    assert KEY not in rerun.stdout + rerun.stderr
