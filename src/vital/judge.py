@@ -10,8 +10,9 @@ Two judges share one interface (``score`` and ``prefer``):
 * :class:`HeuristicJudge` works offline and says so in every record
   (``judge: "heuristic-v1"``).  It measures grounding, not truth:
 
-  For each answer *i*, with content words (3+ letters, no stop words, plural
-  ``s`` dropped) *W_i* and the content words of caption + mentions *S*:
+  For each answer *i*, with content words (numbers, and words of 3+ letters
+  that are not stop words, plural ``s`` dropped) *W_i* and the content words
+  of caption + mentions *S*:
 
   - support  ``s_i = |W_i ∩ S| / |W_i|`` (0 for an answer without content words);
   - hedge    ``h_i = 1`` when the answer declines or hedges ("cannot be
@@ -173,6 +174,8 @@ the and for are was were with this that these those from into onto over under th
 which what where when who whom whose why how does did done has have had not but can could would should
 may might will shall its it's also such very more most some any each other both all image images
 figure shown shows show seen see visible appears appear using used use based there's here is of
+measure measures measured measuring located consistent suggest suggests indicate indicates likely
+approximately about yes
 """.split())
 _HEDGES = re.compile(
     r"cannot be (?:determined|assessed|seen|said)|can't (?:tell|determine|be determined)|not possible to "
@@ -181,7 +184,7 @@ _HEDGES = re.compile(
     r"not (?:clear|evident) from the image|i (?:do not|don't) know|no information (?:is )?(?:given|provided)",
     re.IGNORECASE,
 )
-_WORD = re.compile(r"[a-z][a-z0-9\-]+")
+_WORD = re.compile(r"[a-z][a-z0-9\-]+|\d+(?:\.\d+)?")
 _NUMBER_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)")
 _SIDES = ("left", "right")
 
@@ -189,7 +192,7 @@ _SIDES = ("left", "right")
 def content_words(text: str) -> set[str]:
     words = set()
     for word in _WORD.findall(text.lower().replace("<image>", " ")):
-        if len(word) < 3 or word in STOP_WORDS:
+        if (len(word) < 3 and not word[0].isdigit()) or word in STOP_WORDS:
             continue
         words.add(word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word)
     return words
