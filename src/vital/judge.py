@@ -12,7 +12,8 @@ Two judges share one interface (``score`` and ``prefer``):
 
   For each answer *i*, with content words (numbers, and words of 3+ letters
   that are not stop words, plural ``s`` dropped) *W_i* and the content words
-  of caption + mentions *S*:
+  of caption + mentions *S* (with common abbreviations such as CT and MRI
+  spelled out):
 
   - support  ``s_i = |W_i ∩ S| / |W_i|`` (0 for an answer without content words);
   - hedge    ``h_i = 1`` when the answer declines or hedges ("cannot be
@@ -187,6 +188,14 @@ _HEDGES = re.compile(
 _WORD = re.compile(r"[a-z][a-z0-9\-]+|\d+(?:\.\d+)?")
 _NUMBER_TOKEN = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)")
 _SIDES = ("left", "right")
+ABBREVIATIONS = {
+    "ct": "computed tomography", "cta": "computed tomography angiography",
+    "mri": "magnetic resonance imaging", "mr": "magnetic resonance", "cxr": "chest radiograph x-ray",
+    "x-ray": "radiograph", "pet": "positron emission tomography", "h&e": "hematoxylin eosin stain",
+    "ihc": "immunohistochemistry", "ecg": "electrocardiogram",
+}
+_ABBREVIATION = re.compile(r"(?<![\w&-])(" + "|".join(re.escape(a) for a in ABBREVIATIONS) + r")(?![\w&-])",
+                           re.IGNORECASE)
 
 
 def content_words(text: str) -> set[str]:
@@ -212,7 +221,8 @@ class Source:
 
     def __init__(self, figure: Figure) -> None:
         text = " ".join([figure.caption, *figure.mentions])
-        self.words = content_words(text)
+        spelled_out = " ".join(ABBREVIATIONS[a.lower()] for a in _ABBREVIATION.findall(text))
+        self.words = content_words(f"{text} {spelled_out}")
         self.numbers = set(_NUMBER_TOKEN.findall(text))
         lowered = text.lower()
         self.sides = {side for side in _SIDES if re.search(rf"\b{side}\b", lowered)}

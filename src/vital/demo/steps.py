@@ -45,8 +45,14 @@ def sample(workspace: Workspace) -> None:
 @step("Generate candidate conversations (vital generate --backend caption)")
 def generate_candidates(workspace: Workspace) -> None:
     from vital.figures import read_figures
-    from vital.generate import GenerateConfig, build_messages, elide_images, generate, make_policy
-    from vital.generate import load_demonstrations
+    from vital.generate import (
+        GenerateConfig,
+        build_messages,
+        elide_images,
+        generate,
+        load_demonstrations,
+        make_policy,
+    )
     from vital.jsonl import write_json_atomic
 
     say = workspace.console.print
@@ -60,10 +66,11 @@ def generate_candidates(workspace: Workspace) -> None:
                                     "messages": elide_images(build_messages(figure, chosen, 512))})
         workspace.wrote(preview, f"the request a vision-language model would get for {figure.id} "
                                  f"({len(chosen)} demonstrations, chosen per domain)")
-    report = generate(workspace.figures, workspace.candidates, GenerateConfig(backend="caption", candidates=3),
-                      console=workspace.console)
-    workspace.wrote(workspace.candidates, f"{report.stats.done + report.stats.skipped} candidates (3 per figure), "
-                                          "written offline from captions and mentions")
+    config = GenerateConfig(backend="caption", candidates=3)
+    report = generate(workspace.figures, workspace.candidates, config, console=workspace.console)
+    count = report.stats.done + report.stats.skipped
+    workspace.wrote(workspace.candidates, f"{count} candidates (3 per figure), written offline from captions "
+                                          "and mentions")
     say("  With a model server: vital generate figures.jsonl --out candidates.jsonl --demos demos.jsonl "
         "--base-url http://127.0.0.1:8000/v1 --model MODEL --concurrency 32", soft_wrap=True, highlight=False)
 
@@ -72,7 +79,8 @@ def generate_candidates(workspace: Workspace) -> None:
 def judge_candidates(workspace: Workspace) -> None:
     from vital.judge import JudgeConfig, judge
 
-    report = judge(workspace.candidates, workspace.figures, workspace.scores, JudgeConfig(backend="heuristic"),
+    config = JudgeConfig(backend="heuristic")
+    report = judge(workspace.candidates, workspace.figures, workspace.scores, config,
                    console=workspace.console)
     workspace.wrote(workspace.scores, f"{report.stats.done + report.stats.skipped} grounding scores (0-10) "
                                       "from the offline heuristic judge")

@@ -15,7 +15,7 @@ conversations offline (:mod:`vital.generate.caption`).  The prompt is in
 from vital.generate.caption import caption_conversation
 from vital.generate.demos import load_demonstrations, make_policy
 from vital.generate.parse import parse_conversation, render_conversation
-from vital.generate.prompts import SYSTEM_PROMPT, build_messages
+from vital.generate.prompts import SYSTEM_PROMPT, build_messages, elide_images
 from vital.generate.run import GenerateConfig, GenerateReport, candidate_id, generate, parse_shard
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "build_messages",
     "candidate_id",
     "caption_conversation",
+    "elide_images",
     "generate",
     "load_demonstrations",
     "make_policy",

@@ -77,6 +77,22 @@ def user_turn(figure: Figure, image_max_side: int | None) -> dict[str, Any]:
     return {"role": "user", "content": content}
 
 
+def elide_images(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of ``messages`` with each data URL shortened to its type and size, for showing a prompt."""
+    shown = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [
+                {"type": "image_url", "image_url": {"url": f"{part['image_url']['url'][:30]}... "
+                                                           f"({len(part['image_url']['url'])} characters)"}}
+                if part.get("type") == "image_url" else part
+                for part in content
+            ]
+        shown.append({**message, "content": content})
+    return shown
+
+
 def build_messages(figure: Figure, demonstrations: list[Figure],
                    image_max_side: int | None = None) -> list[dict[str, Any]]:
     """The chat messages that ask for a conversation about ``figure``, shown ``demonstrations`` first.
