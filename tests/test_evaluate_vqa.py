@@ -13,33 +13,96 @@ from vital.errors import InputError
 from vital.evaluate import evaluate_vqa, load_questions, read_predictions, score_vqa
 
 VQA_RAD = [
-    {"qid": 1, "image_name": "synpic1.jpg", "question": "Is there a mass?", "answer": "Yes",
-     "answer_type": "CLOSED", "question_type": "PRES", "image_organ": "CHEST"},
-    {"qid": 2, "image_name": "synpic1.jpg", "question": "Where is the mass?", "answer": "Left upper lobe",
-     "answer_type": "OPEN", "question_type": "POS, PRES", "image_organ": "CHEST"},
-    {"qid": 3, "image_name": "synpic2.jpg", "question": "How many lesions?", "answer": 2,
-     "answer_type": "CLOSED ", "question_type": "COUNT", "image_organ": "HEAD"},
+    {
+        "qid": 1,
+        "image_name": "synpic1.jpg",
+        "question": "Is there a mass?",
+        "answer": "Yes",
+        "answer_type": "CLOSED",
+        "question_type": "PRES",
+        "image_organ": "CHEST",
+    },
+    {
+        "qid": 2,
+        "image_name": "synpic1.jpg",
+        "question": "Where is the mass?",
+        "answer": "Left upper lobe",
+        "answer_type": "OPEN",
+        "question_type": "POS, PRES",
+        "image_organ": "CHEST",
+    },
+    {
+        "qid": 3,
+        "image_name": "synpic2.jpg",
+        "question": "How many lesions?",
+        "answer": 2,
+        "answer_type": "CLOSED ",
+        "question_type": "COUNT",
+        "image_organ": "HEAD",
+    },
 ]
 SLAKE = [
-    {"qid": 10, "img_name": "xmlab1/source.jpg", "question": "Which organ?", "answer": "Lung", "q_lang": "en",
-     "answer_type": "OPEN", "modality": "CT", "content_type": "Organ", "location": "Lung"},
-    {"qid": 11, "img_name": "xmlab1/source.jpg", "question": "哪个器官?", "answer": "肺", "q_lang": "zh",
-     "answer_type": "OPEN", "modality": "CT", "content_type": "Organ", "location": "Lung"},
-    {"qid": 12, "img_name": "xmlab2/source.jpg", "question": "Is it normal?", "answer": "No", "q_lang": "en",
-     "answer_type": "CLOSED", "modality": "MRI", "content_type": "Abnormality", "location": "Brain"},
+    {
+        "qid": 10,
+        "img_name": "xmlab1/source.jpg",
+        "question": "Which organ?",
+        "answer": "Lung",
+        "q_lang": "en",
+        "answer_type": "OPEN",
+        "modality": "CT",
+        "content_type": "Organ",
+        "location": "Lung",
+    },
+    {
+        "qid": 11,
+        "img_name": "xmlab1/source.jpg",
+        "question": "哪个器官?",
+        "answer": "肺",
+        "q_lang": "zh",
+        "answer_type": "OPEN",
+        "modality": "CT",
+        "content_type": "Organ",
+        "location": "Lung",
+    },
+    {
+        "qid": 12,
+        "img_name": "xmlab2/source.jpg",
+        "question": "Is it normal?",
+        "answer": "No",
+        "q_lang": "en",
+        "answer_type": "CLOSED",
+        "modality": "MRI",
+        "content_type": "Abnormality",
+        "location": "Brain",
+    },
 ]
 PATHVQA = [
     {"img_id": "test_0000", "sentf": {"pvqa": []}, "labelf": {"pvqa": []}},
-    {"img_id": "test_0001", "sentf": {"pvqa": ["What is shown?", "Is this a carcinoma?"]},
-     "labelf": {"pvqa": [{"squamous cell carcinoma": 1}, {"yes": 1}]}},
+    {
+        "img_id": "test_0001",
+        "sentf": {"pvqa": ["What is shown?", "Is this a carcinoma?"]},
+        "labelf": {"pvqa": [{"squamous cell carcinoma": 1}, {"yes": 1}]},
+    },
 ]
 LLAVA_MED = [
-    {"id": "q1", "image": "img/a.jpg", "answer_type": "OPEN",
-     "conversations": [{"from": "human", "value": "<image>\nWhat organ?"},
-                       {"from": "gpt", "value": "liver"}]},
-    {"id": "q2", "image": "img/a.jpg", "answer_type": "CLOSED",
-     "conversations": [{"from": "human", "value": "Is it enlarged?\n<image>"},
-                       {"from": "gpt", "value": "no"}]},
+    {
+        "id": "q1",
+        "image": "img/a.jpg",
+        "answer_type": "OPEN",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat organ?"},
+            {"from": "gpt", "value": "liver"},
+        ],
+    },
+    {
+        "id": "q2",
+        "image": "img/a.jpg",
+        "answer_type": "CLOSED",
+        "conversations": [
+            {"from": "human", "value": "Is it enlarged?\n<image>"},
+            {"from": "gpt", "value": "no"},
+        ],
+    },
 ]
 
 
@@ -72,7 +135,9 @@ def test_slake_format_keeps_one_language(tmp_path: Path) -> None:
     assert [q.answer for q in load_questions(path, lang="zh")] == ["肺"]
     assert len(load_questions(path, lang="all")) == 3
     assert load_questions(path)[1].categories == {
-        "organ": ("Brain",), "modality": ("MRI",), "content_type": ("Abnormality",)
+        "organ": ("Brain",),
+        "modality": ("MRI",),
+        "content_type": ("Abnormality",),
     }
     with pytest.raises(InputError, match="no questions found in language 'fr'"):
         load_questions(path, lang="fr")
@@ -215,8 +280,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     answers = tmp_path / "a.jsonl"
     answers.write_text('{"question_id": 1, "text": "yes"}\n{"question_id": 2, "text": 5}\n')
     vital = Path(sys.executable).with_name("vital")
-    run = subprocess.run([str(vital), "eval", "vqa", "--gt", str(gt), "--pred", str(answers)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [str(vital), "eval", "vqa", "--gt", str(gt), "--pred", str(answers)], capture_output=True, text=True
+    )
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: {answers}:2: field 'text': expected a string, found int"
 
@@ -228,14 +294,32 @@ def test_llava_med_parity_on_vqa_rad(shared_data: Path) -> None:
     """LLaVA-Med's scorer on these files (its rules re-typed independently) gives these numbers."""
     gt = shared_data / "vqa-rad" / "test.json"
     expected = {
-        "answer_file_vqa_rad.jsonl": {"recall": 63.32, "closed_accuracy": 29.78, "exact_match": 41.61,
-                                      "f1": 49.61, "precision": 41.78, "bleu": 6.80, "bleu_1": 41.30,
-                                      "bleu_2": 22.73, "bleu_3": 11.21, "open_accuracy": 58.10,
-                                      "closed_recall": 21.69},
-        "answer_file_vqa_rad3_closed.jsonl": {"recall": 63.33, "closed_accuracy": 72.43, "exact_match": 41.48,
-                                              "f1": 49.37, "precision": 41.65, "bleu": 6.43, "bleu_1": 40.84,
-                                              "bleu_2": 21.47, "bleu_3": 11.12, "open_accuracy": 58.10,
-                                              "closed_recall": 72.43},
+        "answer_file_vqa_rad.jsonl": {
+            "recall": 63.32,
+            "closed_accuracy": 29.78,
+            "exact_match": 41.61,
+            "f1": 49.61,
+            "precision": 41.78,
+            "bleu": 6.80,
+            "bleu_1": 41.30,
+            "bleu_2": 22.73,
+            "bleu_3": 11.21,
+            "open_accuracy": 58.10,
+            "closed_recall": 21.69,
+        },
+        "answer_file_vqa_rad3_closed.jsonl": {
+            "recall": 63.33,
+            "closed_accuracy": 72.43,
+            "exact_match": 41.48,
+            "f1": 49.37,
+            "precision": 41.65,
+            "bleu": 6.43,
+            "bleu_1": 40.84,
+            "bleu_2": 21.47,
+            "bleu_3": 11.12,
+            "open_accuracy": 58.10,
+            "closed_recall": 72.43,
+        },
     }
     for name, numbers in expected.items():
         result = evaluate_vqa(gt, shared_data / "llava-med-eval" / name, compat="llava-med")
@@ -264,8 +348,9 @@ def test_default_mode_on_vqa_rad_does_not_count_normal_as_no(shared_data: Path) 
         ("pathvqa/pvqa_test.json", {}, 3370, 3391),
     ],
 )
-def test_real_benchmarks_end_to_end(shared_data: Path, tmp_path: Path, relative: str, kwargs: dict,
-                                    n_open: int, n_closed: int) -> None:
+def test_real_benchmarks_end_to_end(
+    shared_data: Path, tmp_path: Path, relative: str, kwargs: dict, n_open: int, n_closed: int
+) -> None:
     gt = shared_data / relative
     questions = load_questions(gt, **kwargs)
     truth = write_answers(tmp_path / "truth.jsonl", {q.id: q.answer for q in questions})
@@ -273,8 +358,15 @@ def test_real_benchmarks_end_to_end(shared_data: Path, tmp_path: Path, relative:
     for compat in (None, "llava-med"):
         perfect = evaluate_vqa(gt, truth, compat=compat, **kwargs).metrics
         assert (perfect["n_open"], perfect["n_closed"]) == (n_open, n_closed)
-        for key in ("recall", "precision", "f1", "open_accuracy", "closed_accuracy", "closed_recall",
-                    "bleu_1"):
+        for key in (
+            "recall",
+            "precision",
+            "f1",
+            "open_accuracy",
+            "closed_accuracy",
+            "closed_recall",
+            "bleu_1",
+        ):
             assert perfect[key] == pytest.approx(100.0), (compat, key)
         nothing = evaluate_vqa(gt, empty, compat=compat, **kwargs).metrics
         for key in ("recall", "exact_match", "f1", "bleu", "open_accuracy", "closed_accuracy"):

@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vital.cli.options import engine_options
+from vital.llm import EngineConfig
+
 eval_app = typer.Typer(
     help="Evaluate: VQA metrics (VQA-RAD, SLAKE, PathVQA), judged chat, win rate, reports.",
     no_args_is_help=True,
@@ -103,6 +106,112 @@ def chat_summary_command(
             str(row["n"]),
         )
     Console().print(table)
+
+
+def _finish(stats: Any, engine: Any, out: Path) -> None:
+    from vital.jsonl import failures_path
+    from vital.llm import summary_table
+
+    console = Console(stderr=True)
+    console.print(summary_table(stats, engine))
+    if stats.failed:
+        console.print(f"[red]{stats.failed} questions failed; see {failures_path(out)}; rerun to retry them")
+
+
+@eval_app.command("chat")
+@engine_options
+def chat_command(
+    questions: Path = typer.Option(
+        ...,
+        "--questions",
+        help="LLaVA-Med-style question set (question, gpt4_answer, caption, domain, type).",
+    ),
+    answers: Path = typer.Option(..., "--answers", help="The model's answer file (question_id, text)."),
+    out: Path = typer.Option(..., "--out", help="Review records (JSONL); appended to and resumed."),
+    swap: bool = typer.Option(False, "--swap", help="Also judge with the answers in swapped order; average."),
+    cache_file: Path | None = typer.Option(
+        None, "--cache-file", help="Response cache to use (default: OUT's .llm.sqlite)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    *,
+    engine: EngineConfig,
+) -> None:
+    """Judge a model's answers against the reference answers (1-10 each), then summarise."""
+    from vital.evaluate.chat import judge_chat
+
+    stats, used = judge_chat(questions, answers, out, engine, swap=swap, cache=cache_file)
+    _finish(stats, used, out)
+    if out.exists() and out.stat().st_size:
+        chat_summary_command(out, as_json=as_json)
+
+
+@eval_app.command("winrate")
+@engine_options
+def winrate_command(
+    questions: Path = typer.Option(
+        ..., "--questions", help="Question set (question_id, text; caption etc.)."
+    ),
+    answers_a: Path = typer.Option(..., "--a", help="Model A's answer file."),
+    answers_b: Path = typer.Option(..., "--b", help="Model B's answer file."),
+    out: Path = typer.Option(..., "--out", help="Verdict records (JSONL); appended to and resumed."),
+    name_a: str | None = typer.Option(None, "--name-a", help="Label of model A (default: file name)."),
+    name_b: str | None = typer.Option(None, "--name-b", help="Label of model B (default: file name)."),
+    resamples: int = typer.Option(2000, "--resamples", help="Bootstrap resamples for the 95% interval."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    cache_file: Path | None = typer.Option(
+        None, "--cache-file", help="Response cache to use (default: OUT's .llm.sqlite)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    *,
+    engine: EngineConfig,
+) -> None:
+    """Judge A's against B's answers in both orders; win/tie/loss and win rate with a bootstrap interval."""
+    from vital.evaluate.winrate import judge_pairs, summarize_verdicts
+
+    names = (name_a or answers_a.stem, name_b or answers_b.stem)
+    stats, used = judge_pairs(questions, answers_a, answers_b, out, engine, names=names, cache=cache_file)
+    _finish(stats, used, out)
+    if not (out.exists() and out.stat().st_size):
+        return
+    summary = summarize_verdicts(out, resamples=resamples, seed=seed)
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"{summary['model_a']} (A) vs {summary['model_b']} (B), judged by {summary['judge']}")
+    for name in ("category", "A wins", "ties", "B wins", "n", "win rate of A (%)", "95% interval"):
+        table.add_column(name, justify="left" if name == "category" else "right")
+    for category, row in {"overall": summary["overall"], **summary["by_category"]}.items():
+        table.add_row(
+            category,
+            str(row["wins"]),
+            str(row["ties"]),
+            str(row["losses"]),
+            str(row["n"]),
+            f"{row['win_rate']:.1f}",
+            f"{row['ci_low']:.1f} - {row['ci_high']:.1f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"the two orders agreed on {summary['order_agreement']:.1f}% of the questions")
+
+
+@eval_app.command("report")
+def report_command(
+    results: list[str] = typer.Argument(
+        ..., help="Result JSON files (from --json of vqa, chat-summary, winrate), each PATH or NAME=PATH."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for report.md and its PNG plots."),
+    title: str = typer.Option("Evaluation report", "--title", help="Title of the report."),
+) -> None:
+    """Markdown report with plots: per-category bars, results side by side, relative scores per domain."""
+    from vital.evaluate.report import write_report
+
+    entries: list[tuple[str | None, str]] = []
+    for entry in results:
+        name, sep, path = entry.partition("=")
+        entries.append((name, path) if sep and not Path(entry).exists() else (None, entry))
+    report = write_report(entries, out, title=title)
+    Console().print(f"wrote [bold]{report}[/bold] and {len(list(out.glob('*.png')))} plots")
 
 
 def register(app: typer.Typer) -> None:

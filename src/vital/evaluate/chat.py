@@ -30,7 +30,8 @@ from typing import Any
 
 from vital.errors import InputError
 from vital.evaluate.questions import IMAGE_TOKEN, read_predictions
-from vital.jsonl import FailureLog, JsonlWriter, finished_ids, iter_json_lines
+from vital.evaluate.runs import run_resumable
+from vital.jsonl import iter_json_lines
 
 # LLaVA-Med counts an item for the first of these flags that is true, in this order.
 DOMAIN_ORDER = ("chest_xray", "mri", "histology", "gross", "ct_scan")
@@ -91,13 +92,13 @@ def _mentions(record: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(text for text in texts if text)
 
 
-def load_chat_questions(path: str | Path) -> list[ChatQuestion]:
+def load_chat_questions(path: str | Path, *, require_reference: bool = True) -> list[ChatQuestion]:
     """Read a LLaVA-Med-style question set (``llava_med_eval_qa50_qa.jsonl``).
 
     Needs ``question_id``, the question (``text`` with its ``<image>`` token,
     or ``question``) and the reference answer (``gpt4_answer``, or
-    ``reference``); caption (``fig_caption``), label, mentions, domain and
-    type are used when present.
+    ``reference``; optional without ``require_reference``); caption
+    (``fig_caption``), label, mentions, domain and type are used when present.
     """
     questions: list[ChatQuestion] = []
     seen: set[str] = set()
@@ -107,7 +108,8 @@ def load_chat_questions(path: str | Path) -> list[ChatQuestion]:
             raise InputError("expected a string or an integer", path=path, line=line, field="question_id")
         question = record.get("question", record.get("text"))
         reference = record.get("gpt4_answer", record.get("reference"))
-        for name, value in (("text", question), ("gpt4_answer", reference)):
+        required = [("text", question)] + ([("gpt4_answer", reference)] if require_reference else [])
+        for name, value in required:
             if not isinstance(value, str) or not value.strip():
                 raise InputError("required text is missing", path=path, line=line, field=name)
         if str(question_id) in seen:
@@ -122,7 +124,7 @@ def load_chat_questions(path: str | Path) -> list[ChatQuestion]:
             ChatQuestion(
                 id=str(question_id),
                 question=question.replace(IMAGE_TOKEN, "").strip(),
-                reference=reference,
+                reference=reference if isinstance(reference, str) else "",
                 caption=str(record.get("fig_caption", record.get("caption", "")) or ""),
                 label=str(record.get("fig_label", "") or ""),
                 mentions=_mentions(record),
@@ -133,13 +135,17 @@ def load_chat_questions(path: str | Path) -> list[ChatQuestion]:
     return questions
 
 
-def review_messages(question: ChatQuestion, first: str, second: str) -> list[dict[str, str]]:
-    """The judge's prompt for two answers, ``first`` shown as assistant 1."""
+def figure_context(question: ChatQuestion) -> str:
+    """What a text-only judge knows of the image: its caption and the sentences that mention it."""
     caption = f"{question.label}: {question.caption}" if question.label else question.caption
     mentions = "\n".join(f"- {mention}" for mention in question.mentions) or "- (none)"
+    return f"[Figure caption]\n{caption or '(none)'}\n\n[Sentences mentioning the figure]\n{mentions}"
+
+
+def review_messages(question: ChatQuestion, first: str, second: str) -> list[dict[str, str]]:
+    """The judge's prompt for two answers, ``first`` shown as assistant 1."""
     prompt = (
-        f"[Figure caption]\n{caption or '(none)'}\n\n[Sentences mentioning the figure]\n{mentions}\n\n"
-        f"[Question]\n{question.question}\n\n"
+        f"{figure_context(question)}\n\n[Question]\n{question.question}\n\n"
         f"[Assistant 1]\n{first}\n[End of assistant 1]\n\n[Assistant 2]\n{second}\n[End of assistant 2]\n\n"
         f"[Instructions]\n{REVIEW_INSTRUCTIONS}"
     )
@@ -173,8 +179,12 @@ async def review_one(engine: Any, question: ChatQuestion, answer: str, *, swap: 
             (first_score, second_score) if order == "reference_first" else (second_score, first_score)
         )
         reviews.append(
-            {"order": order, "reference_score": reference_score, "model_score": model_score,
-             "text": completion.text}
+            {
+                "order": order,
+                "reference_score": reference_score,
+                "model_score": model_score,
+                "text": completion.text,
+            }
         )
     return {
         "question_id": question.id,
@@ -197,46 +207,38 @@ def judge_chat(
     config: Any,
     *,
     swap: bool = False,
-    store: str | Path | None = None,
-) -> Any:
+    cache: str | Path | None = None,
+) -> tuple[Any, Any]:
     """Review every answer in ``answers`` against ``questions`` into ``out``; resumable.
 
-    ``config`` is a :class:`vital.llm.EngineConfig`.  Questions already in
-    ``out`` are skipped; a question without an answer, or whose review failed,
-    goes to ``<out>.failures.jsonl``.  Returns the run's
-    :class:`vital.llm.RunStats`.
+    ``config`` is a :class:`vital.llm.EngineConfig` for the judge.  Questions
+    already in ``out`` are skipped; a question without an answer, or whose
+    review failed, goes to ``<out>.failures.jsonl``.  Returns the run's
+    :class:`vital.llm.RunStats` and the engine (for its usage).
     """
-    from vital.llm import Engine, map_jobs
+    from vital.llm import JobFailed
 
     items = load_chat_questions(questions)
     given = read_predictions(answers)
-    done = finished_ids(out, "question_id")
-    todo = [item for item in items if item.id not in done]
 
-    async def run() -> Any:
-        with JsonlWriter(out) as writer, FailureLog(out, "eval-chat") as failures:
-            async with Engine(config, store=store) as engine:
+    def make_work(engine: Any) -> Any:
+        async def work(item: ChatQuestion) -> dict[str, Any]:
+            if item.id not in given:
+                raise JobFailed(f"no answer to this question in {answers}")
+            return await review_one(engine, item, given[item.id], swap=swap)
 
-                async def work(item: ChatQuestion) -> dict[str, Any]:
-                    if item.id not in given:
-                        from vital.llm import JobFailed
+        return work
 
-                        raise JobFailed(f"no answer for question {item.id} in {answers}")
-                    return await review_one(engine, item, given[item.id], swap=swap)
-
-                return await map_jobs(
-                    todo,
-                    work,
-                    on_result=lambda item, record: writer.write(record),
-                    on_failure=lambda item, exc: failures.record(item.id, exc.reason, **exc.details),
-                    workers=engine.workers,
-                    total=len(todo),
-                    skipped=len(items) - len(todo),
-                    title="judging chat answers",
-                    engine=engine,
-                )
-
-    return asyncio.run(run())
+    return run_resumable(
+        items,
+        out,
+        item_id=lambda item: item.id,
+        make_work=make_work,
+        stage="eval-chat",
+        title=f"judging chat answers, {config.label}",
+        engine_config=config,
+        cache=cache,
+    )
 
 
 def _review_scores(record: Mapping[str, Any], path: Path, line: int) -> tuple[float, float]:
@@ -274,16 +276,24 @@ def summarize_reviews(path: str | Path) -> dict[str, dict[str, float | int]]:
     pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for line, record, (reference, model) in _iter_reviews(path):
         if reference == 0:
-            raise InputError("the reference answer scored 0: its relative score is undefined",
-                             path=path, line=line, field="reference_score")
+            raise InputError(
+                "the reference answer scored 0: its relative score is undefined",
+                path=path,
+                line=line,
+                field="reference_score",
+            )
         categories = [str(record.get("type") or "")] + [first_domain(record) or "", "overall"]
         for category in categories:
             if category:
                 pairs[category].append((reference, model))
     if not pairs:
         raise InputError("no reviews found", path=path)
-    order = [*QUESTION_TYPES, *sorted(set(pairs) - set(QUESTION_TYPES) - set(DOMAIN_ORDER) - {"overall"}),
-             *DOMAIN_ORDER, "overall"]
+    order = [
+        *QUESTION_TYPES,
+        *sorted(set(pairs) - set(QUESTION_TYPES) - set(DOMAIN_ORDER) - {"overall"}),
+        *DOMAIN_ORDER,
+        "overall",
+    ]
     summary = {}
     for category in order:
         if category in pairs:

@@ -153,9 +153,7 @@ def _score_llava_med(answer: str, prediction: str, kind: Literal["open", "closed
         return AnswerScore("closed", hit=hit, recall=recall)
     present = sum(1 for word in set(ref_words) if word in set(pred_words))
     exact = present / len(pred_words) if pred_words else 0.0
-    return AnswerScore(
-        "open", hit, recall, precision, f1, exact, bleu_scores(ref.split(), pred.split())
-    )
+    return AnswerScore("open", hit, recall, precision, f1, exact, bleu_scores(ref.split(), pred.split()))
 
 
 def _score_default(answer: str, prediction: str, kind: Literal["open", "closed"]) -> AnswerScore:

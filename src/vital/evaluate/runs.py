@@ -1,0 +1,69 @@
+"""One resumable loop for every evaluation step that produces a record per question.
+
+Answering, chat reviews and pairwise verdicts all do the same thing: skip the
+questions already in the output, do the rest with a progress bar (through a
+model server via :mod:`vital.llm`, or locally), append each record as soon as
+it exists, and put every question that could not be done in
+``<out>.failures.jsonl`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+from vital.jsonl import FailureLog, JsonlWriter, failures_path, finished_ids
+
+T = TypeVar("T")
+Work = Callable[[T], Awaitable[dict[str, Any]]]
+
+
+def run_resumable(
+    items: Sequence[T],
+    out: str | Path,
+    *,
+    item_id: Callable[[T], str],
+    make_work: Callable[[Any], Work[T]],
+    stage: str,
+    title: str,
+    engine_config: Any = None,
+    cache: str | Path | None = None,
+    console: Console | None = None,
+) -> tuple[Any, Any]:
+    """Write ``make_work(engine)(item)`` for each unfinished item to ``out``; return ``(RunStats, engine)``.
+
+    With ``engine_config`` (a :class:`vital.llm.EngineConfig`) the work gets an
+    :class:`vital.llm.Engine` logging beside ``out``; without, it gets ``None``
+    and runs one item at a time.  Records are keyed by ``question_id``.
+    """
+    from vital.llm import Engine, drop_if_empty, map_jobs
+
+    out = Path(out)
+    done = finished_ids(out, "question_id")
+    todo = [item for item in items if item_id(item) not in done]
+
+    async def run() -> tuple[Any, Any]:
+        engine_context = Engine.beside(out, engine_config, cache=cache) if engine_config else nullcontext()
+        failures_file = failures_path(out)
+        with drop_if_empty(failures_file), JsonlWriter(out) as writer, FailureLog(out, stage) as failures:
+            async with engine_context as engine:
+                stats = await map_jobs(
+                    todo,
+                    make_work(engine),
+                    on_result=lambda item, record: writer.write(record),
+                    on_failure=lambda item, exc: failures.record(item_id(item), exc.reason, **exc.details),
+                    workers=engine.workers if engine is not None else 1,
+                    total=len(todo),
+                    skipped=len(items) - len(todo),
+                    title=title,
+                    engine=engine,
+                    console=console,
+                )
+        return stats, engine
+
+    return asyncio.run(run())
