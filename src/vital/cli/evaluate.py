@@ -118,6 +118,70 @@ def _finish(stats: Any, engine: Any, out: Path) -> None:
         console.print(f"[red]{stats.failed} questions failed; see {failures_path(out)}; rerun to retry them")
 
 
+@eval_app.command("answer")
+@engine_options
+def answer_command(
+    out: Path = typer.Option(
+        ..., "--out", help="Answer file (JSONL, LLaVA-Med format); appended to and resumed."
+    ),
+    benchmark: str | None = typer.Option(
+        None, "--benchmark", help="vqa-rad, slake or pathvqa (with --data)."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="The benchmark's folder (test file and images/)."),
+    questions: Path | None = typer.Option(
+        None, "--questions", help="Instead of a benchmark: a ground-truth or LLaVA-Med question file."
+    ),
+    images: Path | None = typer.Option(None, "--images", help="Folder the image names are relative to."),
+    backend: str = typer.Option(
+        "openai", "--backend", help="openai (any OpenAI-compatible VLM server) or transformers (--model DIR)."
+    ),
+    yes_no_suffix: bool = typer.Option(
+        False,
+        "--yes-no-suffix",
+        help='Append LLaVA-Med\'s (Answer with either "Yes" or "No"). to closed questions.',
+    ),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest answer, in tokens."),
+    device: str = typer.Option("cpu", "--device", help="torch device for the transformers backend."),
+    lang: str = typer.Option("en", "--lang", help="SLAKE question language (en, zh, or all)."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N questions."),
+    cache_file: Path | None = typer.Option(
+        None, "--cache-file", help="Response cache to use (default: OUT's .llm.sqlite)."
+    ),
+    *,
+    engine: EngineConfig,
+) -> None:
+    """Ask a model each benchmark question with its image; write an answer file for `vital eval vqa`.
+
+    With --backend transformers, --model is a local folder holding a LLaVA-style checkpoint and its processor.
+    """
+    from vital.errors import InputError
+    from vital.evaluate.answer import answer_questions, benchmark_questions
+    from vital.evaluate.questions import load_questions
+
+    if (benchmark is None) == (questions is None):
+        raise InputError("give either --benchmark with --data, or --questions", field="--benchmark")
+    if benchmark is not None:
+        if data is None:
+            raise InputError("--benchmark needs --data (the benchmark's folder)", field="--data")
+        items = benchmark_questions(benchmark, data, lang=lang, images=images)
+    else:
+        items = load_questions(questions, lang=lang, images=images, need_answers=False)
+    items = items[:limit] if limit is not None else items
+    local = backend == "transformers"
+    stats, used = answer_questions(
+        items,
+        out,
+        backend=backend,
+        engine_config=None if local else engine,
+        model_path=engine.model if local else None,
+        yes_no_suffix=yes_no_suffix,
+        max_new_tokens=max_new_tokens,
+        device=device,
+        cache=cache_file,
+    )
+    _finish(stats, used, out)
+
+
 @eval_app.command("chat")
 @engine_options
 def chat_command(

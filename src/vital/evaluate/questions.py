@@ -20,6 +20,12 @@ first record:
     LLaVA-Med's conversation records ``{id, image, conversations: [human,
     gpt, ...], answer_type}``: the first human turn is the question (without
     its ``<image>`` token), the next turn the answer.  A JSON list or JSONL.
+``questions``
+    LLaVA-Med's question files ``{question_id, image, text}``: questions
+    without answers, for ``vital eval answer`` only.
+
+Image names are resolved against the ground-truth file's folder (its
+``images/`` subfolder first), or against ``images`` when given.
 
 Predictions are LLaVA-Med answer files: JSONL with ``question_id`` (int or
 string) and ``text``, matched to questions by id.
@@ -36,7 +42,7 @@ from typing import Any
 from vital.errors import InputError
 from vital.jsonl import iter_json_lines
 
-FORMATS = ("vqa-rad", "slake", "pathvqa", "llava-med")
+FORMATS = ("vqa-rad", "slake", "pathvqa", "llava-med", "questions")
 IMAGE_TOKEN = "<image>"
 
 
@@ -112,6 +118,8 @@ def detect_format(record: Any) -> str | None:
         return "slake"
     if "qid" in record and ("image_name" in record or "image_organ" in record):
         return "vqa-rad"
+    if "question_id" in record and ("text" in record or "question" in record):
+        return "questions"
     return None
 
 
@@ -233,10 +241,34 @@ def _llava_med(fields: _Fields, base: Path) -> Question:
     )
 
 
-def load_questions(path: str | Path, *, format: str = "auto", lang: str = "en") -> list[Question]:
-    """Read a ground-truth file in any of :data:`FORMATS` (``"auto"`` detects it)."""
+def _question_only(fields: _Fields, base: Path) -> Question:
+    question = fields.record.get("text", fields.record.get("question"))
+    if not isinstance(question, str) or not question.strip():
+        raise fields.error("text", "expected the question text")
+    image = fields.record.get("image")
+    return Question(
+        id=fields.identifier("question_id"),
+        question=question.replace(IMAGE_TOKEN, "").strip(),
+        answer="",
+        answer_type=str(fields.record.get("answer_type") or ""),
+        image=(base / image) if isinstance(image, str) and image else None,
+    )
+
+
+def load_questions(
+    path: str | Path,
+    *,
+    format: str = "auto",
+    lang: str = "en",
+    images: str | Path | None = None,
+    need_answers: bool = True,
+) -> list[Question]:
+    """Read a file in any of :data:`FORMATS` (``"auto"`` detects it).
+
+    ``need_answers`` refuses question-only files (ground truth must have answers).
+    """
     path = Path(path)
-    base = path.resolve().parent
+    base = Path(images).resolve() if images is not None else path.resolve().parent
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", path=path)
     questions: list[Question] = []
@@ -251,6 +283,8 @@ def load_questions(path: str | Path, *, format: str = "auto", lang: str = "en") 
                     path=path,
                     line=line,
                 )
+        if format == "questions" and need_answers:
+            raise InputError("a question file without answers, not ground truth", path=path, line=line)
         fields = _Fields(record, path, line)
         if format == "pathvqa":
             produced = list(_pathvqa(fields, base))
@@ -260,6 +294,8 @@ def load_questions(path: str | Path, *, format: str = "auto", lang: str = "en") 
             produced = [_slake(fields, base)]
         elif format == "vqa-rad":
             produced = [_vqa_rad(fields, base)]
+        elif format == "questions":
+            produced = [_question_only(fields, base)]
         else:
             produced = [_llava_med(fields, base)]
         for question in produced:

@@ -1,0 +1,241 @@
+"""Answer files from an OpenAI-compatible server and from a tiny random LLaVA (vital.evaluate.answer)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from openai_double import DoubleConfig, running_double
+from vital.cli import app
+from vital.errors import InputError
+from vital.evaluate import evaluate_vqa, load_questions
+from vital.evaluate.answer import YES_NO_SUFFIX, answer_questions, benchmark_questions
+from vital.llm import EngineConfig
+
+VQA_RAD = [
+    {
+        "qid": 5,
+        "image_name": "synpic1.jpg",
+        "question": "Is there a mass?",
+        "answer": "yes",
+        "answer_type": "CLOSED",
+        "question_type": "PRES",
+        "image_organ": "CHEST",
+    },
+    {
+        "qid": 6,
+        "image_name": "synpic2.png",
+        "question": "Where is the mass?",
+        "answer": "left lung",
+        "answer_type": "OPEN",
+        "question_type": "POS",
+        "image_organ": "CHEST",
+    },
+    {
+        "qid": 7,
+        "image_name": "missing.jpg",
+        "question": "What organ?",
+        "answer": "lung",
+        "answer_type": "OPEN",
+        "question_type": "ORGAN",
+        "image_organ": "CHEST",
+    },
+]
+WORDS = "<unk> <s> </s> <pad> <image> USER: ASSISTANT: yes no left right lung is there a the what organ mass"
+
+
+@pytest.fixture
+def benchmark_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "vqa-rad"
+    (folder / "images").mkdir(parents=True)
+    (folder / "test.json").write_text(json.dumps(VQA_RAD))
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(folder / "images" / "synpic1.jpg")
+    Image.new("L", (30, 30), 90).save(folder / "images" / "synpic2.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LLaVA (CLIP vision tower + Llama), random weights, word-level tokenizer, saved to a folder."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    vocab = {word: index for index, word in enumerate(WORDS.split())}
+    word_level = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=word_level,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=3,
+        ),
+        image_token_index=vocab["<image>"],
+        image_seq_length=16,
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llava")
+    LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_benchmark_questions_find_the_test_file(benchmark_dir: Path, tmp_path: Path) -> None:
+    questions = benchmark_questions("vqa-rad", benchmark_dir)
+    assert [q.id for q in questions] == ["5", "6", "7"]
+    assert questions[0].image == benchmark_dir / "images" / "synpic1.jpg"
+    with pytest.raises(InputError, match="no pvqa_test.json or test.json"):
+        benchmark_questions("pathvqa", tmp_path)
+    with pytest.raises(InputError, match="unknown benchmark"):
+        benchmark_questions("medqa", benchmark_dir)
+
+
+def test_transformers_backend_on_a_tiny_random_llava(
+    tiny_llava: Path, benchmark_dir: Path, tmp_path: Path
+) -> None:
+    questions = benchmark_questions("vqa-rad", benchmark_dir)
+    out = tmp_path / "answers.jsonl"
+    stats, engine = answer_questions(
+        questions, out, backend="transformers", model_path=tiny_llava, max_new_tokens=4, yes_no_suffix=True
+    )
+    assert engine is None
+    assert (stats.done, stats.failed) == (2, 1)
+    records = {r["question_id"]: r for r in read_lines(out)}
+    assert set(records) == {"5", "6"}
+    assert records["5"]["prompt"] == "Is there a mass?" + YES_NO_SUFFIX + "\n<image>"
+    assert records["6"]["prompt"] == "Where is the mass?\n<image>"  # open: no suffix
+    assert records["5"]["model_id"] == f"transformers:{tiny_llava.name}"
+    # random weights over this vocabulary: the words come from it (special tokens are skipped)
+    assert set(" ".join(r["text"] for r in records.values()).split()) <= set(WORDS.split()[5:])
+    failure = read_lines(tmp_path / "answers.failures.jsonl")[0]
+    assert failure["id"] == "7" and "image not found" in failure["reason"]
+    # the answer file scores (the missing one counts as wrong)
+    result = evaluate_vqa(benchmark_dir / "test.json", out, allow_missing=True)
+    assert (result.metrics["n_open"], result.metrics["n_closed"], result.missing) == (2, 1, 1)
+    # a rerun answers only what is missing
+    (benchmark_dir / "images" / "missing.jpg").write_bytes(
+        (benchmark_dir / "images" / "synpic1.jpg").read_bytes()
+    )
+    stats, _ = answer_questions(
+        benchmark_questions("vqa-rad", benchmark_dir),
+        out,
+        backend="transformers",
+        model_path=tiny_llava,
+        max_new_tokens=4,
+    )
+    assert (stats.done, stats.skipped) == (1, 2)
+    again = read_lines(out)[-1]
+    assert again["question_id"] == "7"
+
+
+
+def test_transformers_backend_refuses_a_non_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a model folder"):
+        answer_questions([], tmp_path / "a.jsonl", backend="transformers", model_path=tmp_path)
+
+
+def test_openai_backend_sends_the_image(benchmark_dir: Path, tmp_path: Path) -> None:
+    def reply(body: dict) -> str:
+        text, image = body["messages"][0]["content"]
+        assert image["image_url"]["url"].startswith(("data:image/jpeg;base64,", "data:image/png;base64,"))
+        return "Assistant: yes" if "Is there" in text["text"] else "left lung"
+
+    out = tmp_path / "answers.jsonl"
+    with running_double(DoubleConfig(reply=reply)) as double:
+        config = EngineConfig(base_url=double.base_url, model="vlm", backoff_base=0.01)
+        stats, engine = answer_questions(
+            benchmark_questions("vqa-rad", benchmark_dir), out, engine_config=config
+        )
+        assert (stats.done, stats.failed) == (2, 1)
+        assert engine.usage.calls == 2
+    compat = evaluate_vqa(benchmark_dir / "test.json", out, allow_missing=True, compat="llava-med").metrics
+    assert compat["closed_accuracy"] == 100.0
+    assert read_lines(out)[0]["model_id"] == "openai:vlm"
+
+
+def test_answer_cli_with_question_file_and_limit(benchmark_dir: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        "".join(
+            json.dumps(
+                {"question_id": q["qid"], "image": q["image_name"], "text": q["question"] + "\n<image>"}
+            )
+            + "\n"
+            for q in VQA_RAD
+        )
+    )
+    assert [q.answer for q in load_questions(questions, need_answers=False)] == ["", "", ""]
+    with pytest.raises(InputError, match="without answers"):
+        load_questions(questions)
+    out = tmp_path / "answers.jsonl"
+    with running_double(DoubleConfig(reply=lambda body: "yes")) as double:
+        result = CliRunner().invoke(
+            app,
+            [
+                "eval",
+                "answer",
+                "--questions",
+                str(questions),
+                "--images",
+                str(benchmark_dir / "images"),
+                "--out",
+                str(out),
+                "--limit",
+                "1",
+                "--base-url",
+                double.base_url,
+                "--model",
+                "vlm",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    assert [r["question_id"] for r in read_lines(out)] == ["5"]
+    missing = CliRunner().invoke(app, ["eval", "answer", "--benchmark", "vqa-rad", "--out", str(out)])
+    assert missing.exit_code != 0
