@@ -669,3 +669,88 @@ def test_parallel_clients_lose_and_duplicate_no_answer(tmp_path: Path) -> None:
     assert set(per_item.values()) == {overlap}
     assert len({(t.item_id, t.user_id) for t in tasks}) == len(tasks)
     assert Counter(t.user_id for t in tasks).total() == 72
+
+
+# ---- done when: two annotators with overlap 2 on the demo workspace --------------------------------------
+
+
+def _text_length(candidate: dict) -> int:
+    return sum(len(turn["value"]) for turn in candidate["conversations"])
+
+
+def _prefer_longer(*, tie_every: int = 0):
+    """A deterministic annotator: prefers the longer conversation; with ``tie_every``, calls some ties."""
+    seen = Counter()
+
+    def choose(task: dict) -> dict:
+        seen["n"] += 1
+        candidates = task["candidates"]
+        if task["kind"] == "demos":
+            best = max(candidates, key=_text_length)["id"]
+            return {"best": best, "acceptable": [best]}
+        if tie_every and seen["n"] % tie_every == 0:
+            return {"choice": "tie"}
+        return {"choice": "A" if _text_length(candidates[0]) >= _text_length(candidates[1]) else "B"}
+
+    return choose
+
+
+def test_two_annotators_with_overlap_two_on_the_demo_workspace(tmp_path: Path) -> None:
+    from vital.cli import app as cli
+    from vital.demo.corpus import build_corpus
+    from vital.figures import import_figures
+
+    runner = CliRunner()
+    build_corpus(tmp_path)
+    figures, candidates = tmp_path / "figures.jsonl", tmp_path / "candidates.jsonl"
+    import_figures(tmp_path / "corpus.csv", figures, require_images=True)
+    result = runner.invoke(
+        cli, ["generate", str(figures), "--out", str(candidates), "--backend", "caption", "--candidates", "3"]
+    )
+    assert result.exit_code == 0, result.output
+
+    database = AnnotationDB(tmp_path / "annotations.db")
+    loaded = load_corpus(database, figures, candidates)
+    assert loaded.total_items["compare"] == 3 * loaded.figures
+    for name, rule in [("ana", _prefer_longer()), ("ben", _prefer_longer(tie_every=5))]:
+        client, headers = client_for(database, name, overlap=2)
+        for kind in ("compare", "demos"):
+            assert len(answer_all(client, headers, kind, rule)) == loaded.total_items[kind]
+
+    out = tmp_path / "preferences.jsonl"
+    result = runner.invoke(
+        cli, ["annotate", "export", "--db", database.url, "--kind", "preferences", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    preferences = list(read_records(out, Preference))
+    assert {p.annotator for p in preferences} == {"ana", "ben"} and all(
+        p.source == "human" for p in preferences
+    )
+
+    result = runner.invoke(cli, ["annotate", "stats", "--db", database.url, "--json"])
+    stats = json.loads(result.stdout)
+    pair = next(p for p in stats["pairs"] if p["kind"] == "compare")
+    assert (pair["first"], pair["second"], pair["items"]) == ("ana", "ben", loaded.total_items["compare"])
+    assert 0 < pair["kappa"] < 1 and 0 < stats["overall"][0]["alpha"] < 1
+    result = runner.invoke(cli, ["annotate", "stats", "--db", database.url], terminal_width=160)
+    assert result.exit_code == 0 and "ana · ben" in result.stdout
+
+    if runner.invoke(cli, ["selector", "train", "--help"]).exit_code != 0:
+        pytest.skip("`vital selector train` is not available yet; the export above is checked as records")
+    model = tmp_path / "selector"
+    result = runner.invoke(
+        cli,
+        [
+            "selector",
+            "train",
+            "--candidates",
+            str(candidates),
+            "--figures",
+            str(figures),
+            "--preferences",
+            str(out),
+            "--out",
+            str(model),
+        ],
+    )
+    assert result.exit_code == 0, result.output

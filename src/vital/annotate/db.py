@@ -16,9 +16,10 @@ retried or doubled submission can only overwrite it, never add a second one.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,7 @@ class AnnotationDB:
             Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.engine = _make_engine(self.url)
         self._writer = self.engine.execution_options(vital_write=True)
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         self._ensure_schema()
 
     def __repr__(self) -> str:
@@ -231,8 +233,14 @@ class AnnotationDB:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success; on SQLite it holds the write lock from the start."""
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+        """A transaction that commits on success; on SQLite it holds the write lock from the start.
+
+        SQLite admits one writer at a time, and a writer that finds the lock
+        taken sleeps in growing steps (up to 100 ms) before retrying; threads of
+        this process therefore queue on a Python lock instead, which wakes the
+        next one as soon as the previous commits.
+        """
+        with self._write_lock, Session(self._writer, expire_on_commit=False) as session, session.begin():
             yield session
 
     def _ensure_schema(self) -> None:

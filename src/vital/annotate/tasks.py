@@ -63,13 +63,19 @@ def _pending(session: Any, user: Annotator, kind: str) -> Task | None:
 
 
 def _open_item(session: Any, user: Annotator, kind: str, overlap: int) -> Item | None:
+    """The first item (in load order) with the most annotators short of ``overlap`` that ``user`` never had.
+
+    One query per fill level, so that each walks the (kind, assigned, seq)
+    index in order and stops at the first match instead of sorting every item.
+    """
     mine = exists().where(Task.item_id == Item.id, Task.user_id == user.id)
-    return session.scalar(
-        select(Item)
-        .where(Item.kind == kind, Item.assigned < overlap, ~mine)
-        .order_by(Item.assigned.desc(), Item.seq)
-        .limit(1)
-    )
+    for level in range(overlap - 1, -1, -1):
+        item = session.scalar(
+            select(Item).where(Item.kind == kind, Item.assigned == level, ~mine).order_by(Item.seq).limit(1)
+        )
+        if item is not None:
+            return item
+    return None
 
 
 def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1) -> int | None:

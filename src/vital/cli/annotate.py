@@ -65,6 +65,17 @@ def register(app: typer.Typer) -> None:
         )
         uvicorn.Server(config).run()
 
+    @group.command()
+    def load(
+        db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
+        figures: Path = typer.Option(..., "--figures", help="Figures JSONL."),
+        candidates: Path = typer.Option(..., "--candidates", help="Candidates JSONL."),
+    ) -> None:
+        """Load figures and candidates into annotation items without serving (idempotent)."""
+        from vital.annotate import AnnotationDB
+
+        _print_load(AnnotationDB(db), figures, candidates)
+
     @group.command("add-user")
     def add_user_command(
         name: str = typer.Argument(..., help="The annotator's name (shown in exports and stats)."),

@@ -1,0 +1,227 @@
+"""Annotation app: loading a corpus into items, answers per second against a real server, exports.
+
+    python -m benchmarks annotate      (BENCH_ANNOTATE_FIGURES=1000 for a quicker run)
+
+Loading, export and stats run as child ``vital`` processes (their own time and
+peak memory).  The server is a child ``vital annotate serve`` process on
+127.0.0.1 with SQLite in WAL mode; annotators are threads, each with its own
+HTTP client and session, doing what the page does: ask for the next task,
+then post an answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.common import run_measured
+
+SENTENCES = [
+    "The image shows an axial slice with a well-defined hypodense lesion in the right lobe of the liver.",
+    "There is no evidence of free fluid, and the visible bowel loops are of normal calibre.",
+    "The finding is most consistent with a simple cyst, although a follow-up ultrasound would confirm it.",
+    "Cortical bone appears intact, with no fracture line or periosteal reaction.",
+    "Scattered lymphocytes surround the glandular structures, which retain their normal architecture.",
+]
+
+
+def write_corpus(root: Path, n_figures: int, per_figure: int = 4) -> tuple[Path, Path]:
+    rng = random.Random(0)
+    figures, candidates = root / "figures.jsonl", root / "candidates.jsonl"
+    with figures.open("w") as fig_out, candidates.open("w") as cand_out:
+        for f in range(n_figures):
+            caption = " ".join(rng.sample(SENTENCES, 2))
+            fig_out.write(
+                json.dumps(
+                    {
+                        "id": f"fig{f:06d}",
+                        "caption": caption,
+                        "domains": ["ct_scan"],
+                        "mentions": [rng.choice(SENTENCES)],
+                    }
+                )
+                + "\n"
+            )
+            for k in range(per_figure):
+                turns = []
+                for _ in range(3):
+                    turns += [
+                        {"from": "human", "value": "What does the image show?"},
+                        {"from": "gpt", "value": " ".join(rng.sample(SENTENCES, 3))},
+                    ]
+                cand_out.write(
+                    json.dumps({"id": f"fig{f:06d}/c{k}", "figure_id": f"fig{f:06d}", "conversations": turns})
+                    + "\n"
+                )
+    return figures, candidates
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(db: str, port: int, overlap: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vital",
+            "annotate",
+            "serve",
+            "--db",
+            db,
+            "--port",
+            str(port),
+            "--overlap",
+            str(overlap),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/login", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the annotation server did not start")
+
+
+def annotate_for(seconds: float, url: str, tokens: list[str]) -> tuple[int, list[float], list[float]]:
+    """Each token is one annotator thread; returns answers and latencies (ms) of next and answer."""
+    answers, next_ms, answer_ms = [], [], []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def annotator(token: str) -> None:
+        rng = random.Random(token)
+        mine_next, mine_answer = [], []
+        with httpx.Client(base_url=url, timeout=30) as client:
+            client.get(f"/login?token={token}")
+            headers = {"X-CSRF-Token": client.cookies["csrf_token"]}
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = client.get("/api/tasks/next", params={"kind": "compare"})
+                mine_next.append((time.perf_counter() - started) * 1000)
+                if response.status_code == 204:
+                    break
+                started = time.perf_counter()
+                choice = rng.choice(["A", "B", "tie", "both_bad"])
+                client.post(
+                    f"/api/tasks/{response.json()['task_id']}/answer",
+                    json={"choice": choice},
+                    headers=headers,
+                ).raise_for_status()
+                mine_answer.append((time.perf_counter() - started) * 1000)
+        with lock:
+            answers.append(len(mine_answer))
+            next_ms.extend(mine_next)
+            answer_ms.extend(mine_answer)
+
+    threads = [threading.Thread(target=annotator, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(answers), next_ms, answer_ms
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> None:
+    from vital.annotate import AnnotationDB, add_user, issue_login_token
+
+    n = int(os.environ.get("BENCH_ANNOTATE_FIGURES", "5000"))
+    annotators = int(os.environ.get("BENCH_ANNOTATE_CLIENTS", "8"))
+    seconds = float(os.environ.get("BENCH_ANNOTATE_SECONDS", "20"))
+    console = Console()
+    table = Table(title=f"annotate: {n:,} figures x 4 candidates ({n:,} demos + {6 * n:,} comparison items)")
+    for column in ("step", "seconds", "rate", "peak RSS (MB)", "notes"):
+        table.add_column(column, justify="left" if column in ("step", "notes") else "right")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        figures, candidates = write_corpus(root, n)
+        db = str(root / "annotations.db")
+        for label in ("load (cold)", "load again (idempotent)"):
+            result = run_measured(
+                ["annotate", "load", "--db", db, "--figures", str(figures), "--candidates", str(candidates)]
+            )
+            if result.returncode != 0:
+                raise SystemExit(f"{label} failed:\n{result.stderr}")
+            table.add_row(
+                label,
+                f"{result.seconds:.1f}",
+                f"{7 * n / result.seconds:,.0f} items/s",
+                f"{result.peak_rss_mb:.0f}",
+                "",
+            )
+
+        database = AnnotationDB(db)
+        tokens = [
+            issue_login_token(database, add_user(database, f"annotator{i}")[0]) for i in range(annotators)
+        ]
+        port = free_port()
+        server = serve(db, port, overlap=2)
+        try:
+            done, next_ms, answer_ms = annotate_for(seconds, f"http://127.0.0.1:{port}", tokens)
+        finally:
+            server.terminate()
+            server.wait(10)
+        table.add_row(
+            f"{annotators} annotators, next + answer",
+            f"{seconds:.0f}",
+            f"{done / seconds:,.0f} answers/s",
+            "",
+            f"next p50 {percentile(next_ms, 0.5):.0f} ms, p95 {percentile(next_ms, 0.95):.0f} ms; "
+            f"answer p50 {percentile(answer_ms, 0.5):.0f} ms, p95 {percentile(answer_ms, 0.95):.0f} ms",
+        )
+        for label, args in [
+            (
+                "export preferences",
+                [
+                    "annotate",
+                    "export",
+                    "--db",
+                    db,
+                    "--kind",
+                    "preferences",
+                    "--out",
+                    str(root / "prefs.jsonl"),
+                ],
+            ),
+            ("stats (kappa, alpha)", ["annotate", "stats", "--db", db, "--json"]),
+        ]:
+            result = run_measured(args)
+            if result.returncode != 0:
+                raise SystemExit(f"{label} failed:\n{result.stderr}")
+            table.add_row(
+                label,
+                f"{result.seconds:.1f}",
+                f"{done / result.seconds:,.0f} answers/s",
+                f"{result.peak_rss_mb:.0f}",
+                "",
+            )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
