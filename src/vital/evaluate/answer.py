@@ -161,7 +161,6 @@ def answer_questions(
     return run_resumable(
         questions,
         out,
-        item_id=lambda question: question.id,
         make_work=make_work,
         stage="eval-answer",
         title=f"answering, {model_id}",

@@ -232,7 +232,6 @@ def judge_chat(
     return run_resumable(
         items,
         out,
-        item_id=lambda item: item.id,
         make_work=make_work,
         stage="eval-chat",
         title=f"judging chat answers, {config.label}",

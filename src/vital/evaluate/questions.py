@@ -167,29 +167,34 @@ def _image_path(base: Path, name: str | None, folders: tuple[str, ...] = ("image
     return next((path for path in candidates if path.exists()), candidates[0])
 
 
-def _vqa_rad(fields: _Fields, base: Path) -> Question:
+# breakdown category -> the field holding its labels, per format
+VQA_RAD_CATEGORIES = {"question_type": "question_type", "organ": "image_organ"}
+SLAKE_CATEGORIES = {"organ": "location", "modality": "modality", "content_type": "content_type"}
+LLAVA_MED_CATEGORIES = {
+    "question_type": "question_type",
+    "organ": "image_organ",
+    "modality": "modality",
+    "content_type": "content_type",
+}
+
+
+def _categories(
+    fields: _Fields, sources: dict[str, str], *, only_present: bool = False
+) -> dict[str, tuple[str, ...]]:
+    return {
+        name: fields.labels(key) for name, key in sources.items() if not only_present or key in fields.record
+    }
+
+
+def _flat(fields: _Fields, base: Path, image_field: str, categories: dict[str, str]) -> Question:
+    """A VQA-RAD or SLAKE record: one question per record, keyed by ``qid``."""
     return Question(
         id=fields.identifier("qid"),
         question=fields.text("question"),
         answer=fields.text("answer", numbers=True),
         answer_type=fields.text("answer_type"),
-        image=_image_path(base, fields.record.get("image_name")),
-        categories={"question_type": fields.labels("question_type"), "organ": fields.labels("image_organ")},
-    )
-
-
-def _slake(fields: _Fields, base: Path) -> Question:
-    return Question(
-        id=fields.identifier("qid"),
-        question=fields.text("question"),
-        answer=fields.text("answer", numbers=True),
-        answer_type=fields.text("answer_type"),
-        image=_image_path(base, fields.record.get("img_name")),
-        categories={
-            "organ": fields.labels("location"),
-            "modality": fields.labels("modality"),
-            "content_type": fields.labels("content_type"),
-        },
+        image=_image_path(base, fields.record.get(image_field)),
+        categories=_categories(fields, categories),
     )
 
 
@@ -221,23 +226,13 @@ def _llava_med(fields: _Fields, base: Path) -> Question:
         if not isinstance(turns[index].get("value"), str):
             raise fields.error(f"conversations[{index}].value", "expected a string")
     image = fields.record.get("image")
-    categories = {
-        name: fields.labels(key)
-        for name, key in (
-            ("question_type", "question_type"),
-            ("organ", "image_organ"),
-            ("modality", "modality"),
-            ("content_type", "content_type"),
-        )
-        if key in fields.record
-    }
     return Question(
         id=fields.identifier("id"),
         question=turns[0]["value"].replace(IMAGE_TOKEN, "").strip(),
         answer=turns[1]["value"],
         answer_type=fields.text("answer_type"),
         image=(base / image) if isinstance(image, str) and image else None,
-        categories=categories,
+        categories=_categories(fields, LLAVA_MED_CATEGORIES, only_present=True),
     )
 
 
@@ -291,9 +286,9 @@ def load_questions(
         elif format == "slake":
             if lang != "all" and fields.text("q_lang") != lang:
                 continue
-            produced = [_slake(fields, base)]
+            produced = [_flat(fields, base, "img_name", SLAKE_CATEGORIES)]
         elif format == "vqa-rad":
-            produced = [_vqa_rad(fields, base)]
+            produced = [_flat(fields, base, "image_name", VQA_RAD_CATEGORIES)]
         elif format == "questions":
             produced = [_question_only(fields, base)]
         else:

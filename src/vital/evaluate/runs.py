@@ -13,22 +13,20 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console
 
 from vital.jsonl import FailureLog, JsonlWriter, failures_path, finished_ids
 
-T = TypeVar("T")
-Work = Callable[[T], Awaitable[dict[str, Any]]]
+Work = Callable[[Any], Awaitable[dict[str, Any]]]
 
 
 def run_resumable(
-    items: Sequence[T],
+    items: Sequence[Any],
     out: str | Path,
     *,
-    item_id: Callable[[T], str],
-    make_work: Callable[[Any], Work[T]],
+    make_work: Callable[[Any], Work],
     stage: str,
     title: str,
     engine_config: Any = None,
@@ -39,13 +37,14 @@ def run_resumable(
 
     With ``engine_config`` (a :class:`vital.llm.EngineConfig`) the work gets an
     :class:`vital.llm.Engine` logging beside ``out``; without, it gets ``None``
-    and runs one item at a time.  Records are keyed by ``question_id``.
+    and runs one item at a time.  Items have an ``id``; records are keyed by
+    ``question_id``.
     """
     from vital.llm import Engine, drop_if_empty, map_jobs
 
     out = Path(out)
     done = finished_ids(out, "question_id")
-    todo = [item for item in items if item_id(item) not in done]
+    todo = [item for item in items if item.id not in done]
 
     async def run() -> tuple[Any, Any]:
         engine_context = Engine.beside(out, engine_config, cache=cache) if engine_config else nullcontext()
@@ -56,7 +55,7 @@ def run_resumable(
                     todo,
                     make_work(engine),
                     on_result=lambda item, record: writer.write(record),
-                    on_failure=lambda item, exc: failures.record(item_id(item), exc.reason, **exc.details),
+                    on_failure=lambda item, exc: failures.record(item.id, exc.reason, **exc.details),
                     workers=engine.workers if engine is not None else 1,
                     total=len(todo),
                     skipped=len(items) - len(todo),

@@ -121,7 +121,6 @@ def judge_pairs(
     return run_resumable(
         items,
         out,
-        item_id=lambda item: item.id,
         make_work=make_work,
         stage="eval-winrate",
         title=f"judging pairs, {config.label}",
