@@ -754,3 +754,5 @@ def test_two_annotators_with_overlap_two_on_the_demo_workspace(tmp_path: Path) -
         ],
     )
     assert result.exit_code == 0, result.output
+    pairs = json.loads((model / "metrics.json").read_text())["pairs"]
+    assert pairs["human_pairs_unknown_candidates"] == 0 and pairs["human_train"] > 0
