@@ -659,16 +659,109 @@ def test_parallel_clients_lose_and_duplicate_no_answer(tmp_path: Path) -> None:
         for client, _ in tabs:
             client.close()
 
+    assert_answered_exactly_once(database, accepted, overlap=overlap, items=36)
+
+
+def assert_answered_exactly_once(
+    database: AnnotationDB, accepted: dict[int, set[str]], *, overlap: int, items: int
+) -> None:
+    """Every item went to ``overlap`` annotators, each answered once, with one of the answers they sent."""
     with database.read() as session:
         tasks = session.query(Task).all()
     answered = [t for t in tasks if t.answered_at is not None]
-    assert len(answered) == len(tasks) == len(accepted) == 36 * overlap  # every item answered by 2, once each
+    assert len(answered) == len(tasks) == len(accepted) == items * overlap
     for task in answered:
         assert task.answer["choice"] in accepted[task.id]
-    per_item = Counter(t.item_id for t in tasks)
-    assert set(per_item.values()) == {overlap}
+    assert set(Counter(t.item_id for t in tasks).values()) == {overlap}
     assert len({(t.item_id, t.user_id) for t in tasks}) == len(tasks)
-    assert Counter(t.user_id for t in tasks).total() == 72
+    assert len({(t.item_id, t.slot) for t in tasks}) == len(tasks)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A PostgreSQL URL: $VITAL_TEST_POSTGRES_URL, or a throwaway local cluster when initdb is installed."""
+    import os
+    import subprocess
+    import tempfile
+
+    if os.environ.get("VITAL_TEST_POSTGRES_URL"):  # a database for tests only: its tables are dropped
+        from sqlalchemy import create_engine
+
+        from vital.annotate.db import Base
+
+        engine = create_engine(os.environ["VITAL_TEST_POSTGRES_URL"])
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+        yield os.environ["VITAL_TEST_POSTGRES_URL"]
+        return
+    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
+        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl) and VITAL_TEST_POSTGRES_URL is not set")
+    pytest.importorskip("psycopg")
+    as_owner: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="vital-pg-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+    run = lambda *args: subprocess.run([*as_owner, *args], check=True, capture_output=True)  # noqa: E731
+    try:
+        run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        run(
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "start",
+            "-o",
+            f"-p {port} -h 127.0.0.1 -k {folder} -F",
+        )
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start a local PostgreSQL cluster ({exc})")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_owner, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgresql_routing_answers_and_exports_under_parallel_annotators(
+    postgres_url, tmp_path: Path
+) -> None:
+    from vital.annotate import next_task, submit_answer
+
+    database = AnnotationDB(postgres_url)
+    figures, candidates = make_corpus(tmp_path, figures=12, candidates_per_figure=3)
+    assert load_corpus(database, figures, candidates).new_items == {"compare": 36, "demos": 12}
+    assert load_corpus(database, figures, candidates).new_items == {"compare": 0, "demos": 0}
+    users = [add_user(database, name)[0] for name in ("ana", "ben", "cai", "dee")]
+    accepted: dict[int, set[str]] = {}
+    lock = threading.Lock()
+
+    def work(worker: int) -> None:  # two workers per annotator: two tabs
+        user, rng = users[worker // 2], random.Random(worker)
+        while (task_id := next_task(database, user, "compare", overlap=2)) is not None:
+            choice = rng.choice(["A", "B", "tie", "both_bad"])
+            for _ in range(rng.choice([1, 2])):
+                submit_answer(database, user, task_id, {"choice": choice})
+            with lock:
+                accepted.setdefault(task_id, set()).add(choice)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    assert_answered_exactly_once(database, accepted, overlap=2, items=36)
+    assert (
+        sum(agreement_report(database).answers[name]["compare"] for name in ("ana", "ben", "cai", "dee"))
+        == 72
+    )
+    with database.read() as session:
+        decisive = session.query(Task).filter(Task.label.not_in(["tie", "both_bad"])).count()
+    assert export_preferences(database, tmp_path / "prefs.jsonl", source="compare").records == decisive > 0
 
 
 # ---- done when: two annotators with overlap 2 on the demo workspace --------------------------------------
