@@ -260,7 +260,15 @@ def test_annotators_see_and_change_only_their_own_tasks(db: AnnotationDB) -> Non
     assert ben.get("/api/admin/stats").status_code == 403
     assert ben.get("/admin").status_code == 403
     boss, _ = client_for(db, "boss", admin=True)
-    assert boss.get("/api/admin/stats").json()["answers"]["ana"]["compare"] == 1
+    stats = boss.get("/api/admin/stats").json()
+    assert stats["answers"]["ana"]["compare"] == 1
+    assert stats["annotators"]["ana"]["compare"] == {"answered": 1, "pending": 0}
+    assert stats["annotators"]["ben"]["compare"] == {"answered": 0, "pending": 0}
+    ben.get("/api/tasks/next?kind=compare")
+    assert boss.get("/api/admin/stats").json()["annotators"]["ben"]["compare"] == {
+        "answered": 0,
+        "pending": 1,
+    }
 
 
 # ---- routing ------------------------------------------------------------------------------------------

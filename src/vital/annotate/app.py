@@ -37,6 +37,7 @@ from vital.annotate.images import DEFAULT_WINDOW, browser_image
 from vital.annotate.tasks import (
     InvalidAnswer,
     TaskNotFound,
+    annotator_progress,
     item_progress,
     next_task,
     progress,
@@ -260,6 +261,7 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
                 "user": who.annotator,
                 "report": agreement_report(db),
                 "items": item_progress(db, overlap=overlap),
+                "annotators": annotator_progress(db),
             },
         )
 
@@ -307,6 +309,10 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
 
     @app.get("/api/admin/stats")
     def api_stats(_who: Visitor = Depends(admin_only)) -> dict[str, Any]:
-        return {"items": item_progress(db, overlap=overlap), **agreement_report(db).to_json_dict()}
+        return {
+            "items": item_progress(db, overlap=overlap),
+            "annotators": annotator_progress(db),
+            **agreement_report(db).to_json_dict(),
+        }
 
     return app

@@ -31,7 +31,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vital.annotate.auth import Annotator
-from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, FigureRow, Item, Task
+from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, FigureRow, Item, Task, User
 from vital.annotate.images import image_info
 
 COMPARE_CHOICES = ("A", "B", "tie", "both_bad")
@@ -271,6 +271,22 @@ def progress(db: AnnotationDB, user: Annotator, *, overlap: int = 1) -> dict[str
                 or 0
             )
             result[kind] = KindProgress(answered, pending, available)
+    return result
+
+
+def annotator_progress(db: AnnotationDB) -> dict[str, dict[str, dict[str, int]]]:
+    """Per annotator and kind: tasks answered, and tasks handed out but not answered (abandoned ones too)."""
+    answered = func.count(Task.answered_at)
+    with db.read() as session:
+        names = session.scalars(select(User.name)).all()
+        rows = session.execute(
+            select(User.name, Task.kind, answered, func.count() - answered)
+            .join(Task, Task.user_id == User.id)
+            .group_by(User.name, Task.kind)
+        ).all()
+    result = {name: {kind: {"answered": 0, "pending": 0} for kind in KINDS} for name in names}
+    for name, kind, done, pending in rows:
+        result[name][kind] = {"answered": done, "pending": pending}
     return result
 
 

@@ -139,8 +139,15 @@
   }
 
   const choiceButtons = document.querySelectorAll(".choice");
+  const articles = Array.from(document.querySelectorAll(".candidate"));
   function markChoice(choice) {
     for (const button of choiceButtons) button.classList.toggle("selected", button.dataset.choice === choice);
+    if (task.kind !== "compare") return;
+    articles.forEach(function (article, index) {
+      const letter = index === 0 ? "A" : "B";
+      article.classList.toggle("chosen", choice === letter || choice === "tie");
+      article.classList.toggle("rejected", choice === "both_bad");
+    });
   }
 
   // Comparison: one key (or click) records the verdict and moves on.
