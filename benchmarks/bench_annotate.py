@@ -147,6 +147,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def add_measured_row(table: Table, label: str, args: list[str], count: int, unit: str) -> None:
+    """Run ``vital ARGS`` as a child process and add its time, rate and peak memory to ``table``."""
+    result = run_measured(args)
+    if result.returncode != 0:
+        raise SystemExit(f"{label} failed:\n{result.stderr}")
+    rate = f"{count / result.seconds:,.0f} {unit}/s"
+    table.add_row(label, f"{result.seconds:.1f}", rate, f"{result.peak_rss_mb:.0f}", "")
+
+
 def main() -> None:
     from vital.annotate import AnnotationDB, add_user, issue_login_token
 
@@ -161,20 +170,9 @@ def main() -> None:
         root = Path(tmp)
         figures, candidates = write_corpus(root, n)
         db = str(root / "annotations.db")
+        load = ["annotate", "load", "--db", db, "--figures", str(figures), "--candidates", str(candidates)]
         for label in ("load (cold)", "load again (idempotent)"):
-            result = run_measured(
-                ["annotate", "load", "--db", db, "--figures", str(figures), "--candidates", str(candidates)]
-            )
-            if result.returncode != 0:
-                raise SystemExit(f"{label} failed:\n{result.stderr}")
-            table.add_row(
-                label,
-                f"{result.seconds:.1f}",
-                f"{7 * n / result.seconds:,.0f} items/s",
-                f"{result.peak_rss_mb:.0f}",
-                "",
-            )
-
+            add_measured_row(table, label, load, 7 * n, "items")
         database = AnnotationDB(db)
         tokens = [
             issue_login_token(database, add_user(database, f"annotator{i}")[0]) for i in range(annotators)
@@ -194,32 +192,20 @@ def main() -> None:
             f"next p50 {percentile(next_ms, 0.5):.0f} ms, p95 {percentile(next_ms, 0.95):.0f} ms; "
             f"answer p50 {percentile(answer_ms, 0.5):.0f} ms, p95 {percentile(answer_ms, 0.95):.0f} ms",
         )
-        for label, args in [
-            (
-                "export preferences",
-                [
-                    "annotate",
-                    "export",
-                    "--db",
-                    db,
-                    "--kind",
-                    "preferences",
-                    "--out",
-                    str(root / "prefs.jsonl"),
-                ],
-            ),
-            ("stats (kappa, alpha)", ["annotate", "stats", "--db", db, "--json"]),
-        ]:
-            result = run_measured(args)
-            if result.returncode != 0:
-                raise SystemExit(f"{label} failed:\n{result.stderr}")
-            table.add_row(
-                label,
-                f"{result.seconds:.1f}",
-                f"{done / result.seconds:,.0f} answers/s",
-                f"{result.peak_rss_mb:.0f}",
-                "",
-            )
+        export = [
+            "annotate",
+            "export",
+            "--db",
+            db,
+            "--kind",
+            "preferences",
+            "--out",
+            str(root / "prefs.jsonl"),
+        ]
+        add_measured_row(table, "export preferences", export, done, "answers")
+        add_measured_row(
+            table, "stats (kappa, alpha)", ["annotate", "stats", "--db", db, "--json"], done, "answers"
+        )
     console.print(table)
 
 

@@ -293,6 +293,18 @@ def test_an_unanswered_task_comes_back_first(db: AnnotationDB) -> None:
     assert 2 <= len(first["candidates"]) <= 4
 
 
+def test_progress_counts_answered_open_and_available_items(db: AnnotationDB) -> None:
+    client, headers = client_for(db, "ana", overlap=2)
+    for _ in range(2):
+        task = client.get("/api/tasks/next?kind=compare").json()
+        client.post(f"/api/tasks/{task['task_id']}/answer", json={"choice": "A"}, headers=headers)
+    client.get("/api/tasks/next?kind=compare")
+    progress = client.get("/api/me").json()["progress"]
+    assert progress["compare"] == {"answered": 2, "pending": 1, "available": 6, "remaining": 7}
+    assert progress["demos"] == {"answered": 0, "pending": 0, "available": 3, "remaining": 3}
+    assert "task 3 · 2 answered · 7 left" in client.get("/annotate/compare").text
+
+
 def test_display_order_is_random_per_task_and_a_means_the_first_shown(db: AnnotationDB) -> None:
     orders = set()
     for name in [f"user{i}" for i in range(12)]:

@@ -182,24 +182,19 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
         log.info("%s signed in", opened.annotator.name)
         response = RedirectResponse("/", status_code=303)
         secure = request.url.scheme == "https"
-        response.set_cookie(
-            SESSION_COOKIE,
-            opened.token,
-            max_age=opened.max_age,
-            httponly=True,
-            samesite="lax",
-            secure=secure,
-            path="/",
-        )
-        response.set_cookie(
-            CSRF_COOKIE,
-            opened.csrf_token,
-            max_age=opened.max_age,
-            httponly=False,
-            samesite="strict",
-            secure=secure,
-            path="/",
-        )
+        for name, value, http_only, same_site in [
+            (SESSION_COOKIE, opened.token, True, "lax"),
+            (CSRF_COOKIE, opened.csrf_token, False, "strict"),  # the page's script reads this one
+        ]:
+            response.set_cookie(
+                name,
+                value,
+                max_age=opened.max_age,
+                httponly=http_only,
+                samesite=same_site,
+                secure=secure,
+                path="/",
+            )
         return response
 
     @app.post("/logout")

@@ -242,36 +242,21 @@ class KindProgress:
 
 def progress(db: AnnotationDB, user: Annotator, *, overlap: int = 1) -> dict[str, KindProgress]:
     """Per kind: answered and pending tasks of this annotator, and items still open to them."""
-    result = {}
+    answered = func.count(Task.answered_at)
+    mine = exists().where(Task.item_id == Item.id, Task.user_id == user.id)
     with db.read() as session:
-        for kind in KINDS:
-            answered = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Task)
-                    .where(Task.user_id == user.id, Task.kind == kind, Task.answered_at.is_not(None))
-                )
-                or 0
+        counts = {
+            kind: (done, total - done)
+            for kind, done, total in session.execute(
+                select(Task.kind, answered, func.count()).where(Task.user_id == user.id).group_by(Task.kind)
             )
-            pending = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Task)
-                    .where(Task.user_id == user.id, Task.kind == kind, Task.answered_at.is_(None))
-                )
-                or 0
-            )
-            mine = exists().where(Task.item_id == Item.id, Task.user_id == user.id)
-            available = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Item)
-                    .where(Item.kind == kind, Item.assigned < overlap, ~mine)
-                )
-                or 0
-            )
-            result[kind] = KindProgress(answered, pending, available)
-    return result
+        }
+        open_items = dict(
+            session.execute(
+                select(Item.kind, func.count()).where(Item.assigned < overlap, ~mine).group_by(Item.kind)
+            ).all()
+        )
+    return {kind: KindProgress(*counts.get(kind, (0, 0)), open_items.get(kind, 0)) for kind in KINDS}
 
 
 def annotator_progress(db: AnnotationDB) -> dict[str, dict[str, dict[str, int]]]:
