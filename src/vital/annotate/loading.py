@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import func, insert, select, update
 
 from vital.annotate.db import AnnotationDB, CandidateRow, FigureRow, Item
 from vital.errors import InputError
@@ -56,22 +57,26 @@ def _batches(records: Iterable[Any]) -> Iterator[list[Any]]:
 
 
 def _upsert(db: AnnotationDB, model: type, rows: list[dict[str, Any]]) -> int:
-    """Insert new rows and update changed ones (by primary key ``id``); returns how many were new."""
+    """Insert new rows and update changed ones (by primary key ``id``); returns how many were new.
+
+    A repeated id updates the earlier record (ids are stable; the later line wins).
+    """
+    table = model.__table__
+    rows = list({row["id"]: row for row in rows}.values())
     with db.write() as session:
-        existing = {
-            row.id: row for row in session.scalars(select(model).where(model.id.in_([r["id"] for r in rows])))
-        }
-        new = 0
-        for values in rows:
-            row = existing.get(values["id"])
-            if row is None:
-                session.add(model(**values))
-                new += 1
-            else:
-                for name, value in values.items():
-                    if name != "seq" and getattr(row, name) != value:
-                        setattr(row, name, value)
-        return new
+        stored = dict(
+            session.execute(
+                select(table.c.id, table.c.record).where(table.c.id.in_([r["id"] for r in rows]))
+            ).all()
+        )
+        new = [row for row in rows if row["id"] not in stored]
+        if new:
+            session.execute(insert(table), new)
+        for row in rows:
+            if row["id"] in stored and stored[row["id"]] != row["record"]:
+                changes = {name: value for name, value in row.items() if name not in ("id", "seq")}
+                session.execute(update(table).where(table.c.id == row["id"]).values(changes))
+        return len(new)
 
 
 def _next_seq(db: AnnotationDB, model: type) -> int:
@@ -79,11 +84,28 @@ def _next_seq(db: AnnotationDB, model: type) -> int:
         return (session.scalar(select(func.max(model.seq))) or 0) + 1
 
 
-def load_corpus(db: AnnotationDB, figures: str | Path, candidates: str | Path) -> LoadSummary:
-    """Load a figures JSONL and a candidates JSONL into ``db`` and create the items; safe to repeat."""
+def load_corpus(
+    db: AnnotationDB, figures: str | Path, candidates: str | Path, *, show_progress: bool = False
+) -> LoadSummary:
+    """Load a figures JSONL and a candidates JSONL into ``db`` and create the items; safe to repeat.
+
+    Each batch is committed as it goes: an interrupted load is completed by loading again.
+    """
     figures, candidates = Path(figures), Path(candidates)
+    with Progress(
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,}"),
+        TimeElapsedColumn(),
+        disable=not show_progress,
+        transient=True,
+    ) as progress:
+        return _load(db, figures, candidates, progress)
+
+
+def _load(db: AnnotationDB, figures: Path, candidates: Path, progress: Progress) -> LoadSummary:
     summary = LoadSummary()
     seq = _next_seq(db, FigureRow)
+    figure_task = progress.add_task("loading figures", total=None)
     for batch in _batches(read_figures(figures)):
         rows = []
         for figure in batch:
@@ -91,10 +113,12 @@ def load_corpus(db: AnnotationDB, figures: str | Path, candidates: str | Path) -
             seq += 1
         _upsert(db, FigureRow, rows)
         summary.figures += len(batch)
+        progress.advance(figure_task, len(batch))
 
     with db.read() as session:
         known_figures = set(session.scalars(select(FigureRow.id)))
     seq = _next_seq(db, CandidateRow)
+    candidate_task = progress.add_task("loading candidates", total=None)
     for batch in _batches(_read_candidates(candidates)):
         rows = []
         for line, candidate in batch:
@@ -116,8 +140,12 @@ def load_corpus(db: AnnotationDB, figures: str | Path, candidates: str | Path) -
             seq += 1
         _upsert(db, CandidateRow, rows)
         summary.candidates += len(batch)
+        progress.advance(candidate_task, len(batch))
 
-    summary.new_items, summary.figures_without_pairs, summary.figures_truncated = _create_items(db)
+    item_task = progress.add_task("creating items", total=None)
+    summary.new_items, summary.figures_without_pairs, summary.figures_truncated = _create_items(
+        db, lambda count: progress.advance(item_task, count)
+    )
     summary.total_items = count_items(db)
     return summary
 
@@ -135,7 +163,7 @@ def _read_candidates(path: Path) -> Iterator[tuple[int, Candidate]]:
             raise validation_to_input_error(exc, path, line) from None
 
 
-def _create_items(db: AnnotationDB) -> tuple[dict[str, int], int, int]:
+def _create_items(db: AnnotationDB, advance: Callable[[int], None]) -> tuple[dict[str, int], int, int]:
     with db.read() as session:
         known = set(session.scalars(select(Item.key)))
         seq = (session.scalar(select(func.max(Item.seq))) or 0) + 1
@@ -150,7 +178,7 @@ def _create_items(db: AnnotationDB) -> tuple[dict[str, int], int, int]:
 
     new = {"compare": 0, "demos": 0}
     without_pairs = truncated = 0
-    pending: list[Item] = []
+    pending: list[dict[str, Any]] = []
     for figure_id, ids in by_figure.items():
         if len(ids) < 2:
             without_pairs += 1
@@ -164,22 +192,28 @@ def _create_items(db: AnnotationDB) -> tuple[dict[str, int], int, int]:
                 continue
             known.add(key)
             pending.append(
-                Item(
-                    key=key, kind=kind, figure_id=figure_id, candidate_ids=candidate_ids, seq=seq, assigned=0
-                )
+                {
+                    "key": key,
+                    "kind": kind,
+                    "figure_id": figure_id,
+                    "candidate_ids": candidate_ids,
+                    "seq": seq,
+                    "assigned": 0,
+                }
             )
             seq += 1
             new[kind] += 1
             if len(pending) >= BATCH:
-                _add_all(db, pending)
-    _add_all(db, pending)
+                _insert_items(db, pending, advance)
+    _insert_items(db, pending, advance)
     return new, without_pairs, truncated
 
 
-def _add_all(db: AnnotationDB, items: list[Item]) -> None:
+def _insert_items(db: AnnotationDB, items: list[dict[str, Any]], advance: Callable[[int], None]) -> None:
     if items:
         with db.write() as session:
-            session.add_all(items)
+            session.execute(insert(Item.__table__), items)
+        advance(len(items))
         items.clear()
 
 

@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
 def _print_load(database: object, figures: Path, candidates: Path) -> None:
     from vital.annotate import load_corpus
 
-    summary = load_corpus(database, figures, candidates)
+    summary = load_corpus(database, figures, candidates, show_progress=True)
     new = summary.new_items
     typer.echo(
         f"loaded {summary.figures} figures and {summary.candidates} candidates: "
