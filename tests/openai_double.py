@@ -139,7 +139,7 @@ def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
             logged.outcome = fault
             if fault == "timeout":
                 await asyncio.sleep(config.hang_seconds)
-            elif config.latency:
+            elif config.latency and fault != "429":  # a rate limiter refuses at once
                 await asyncio.sleep(config.latency)
             if fault == "429":
                 headers = {"retry-after": config.retry_after} if config.retry_after is not None else {}

@@ -25,6 +25,7 @@ from vital.generate import (
     parse_conversation,
     parse_shard,
 )
+from vital.generate.run import finished_candidates, leading_id
 from vital.jsonl import failures_path
 from vital.llm import EngineConfig, ReplyError
 from vital.records import Figure, Turn
@@ -140,6 +141,25 @@ def test_caption_backend_writes_candidates_and_resumes(tmp_path):
     again = generate(figures, out, GenerateConfig(backend="caption", candidates=3))
     assert (again.stats.done, again.stats.skipped) == (0, 15)
     assert len(out.read_text().splitlines()) == 15
+
+
+def test_resume_reads_leading_ids_and_still_checks_the_lines_it_needs(tmp_path):
+    assert leading_id(b'{"id":"fig1/c0","x":1}\n') == "fig1/c0"
+    assert leading_id(b'{ "id" : "a b", "caption": "c"}') == "a b"
+    assert leading_id(b'{"figure_id":"x","id":"y"}') is None
+    assert leading_id(b'{"id":"say \\"hi\\"","x":1}') is None
+    out = tmp_path / "partial.jsonl"
+    out.write_bytes(b'{"id":"a/c0"}\n{"figure_id":"b","id":"b/c0"}\n{"id":"c/c0","conversa')
+    assert finished_candidates(out) == {"a/c0", "b/c0"}  # the torn last line is not finished
+
+    figures = write_figures(tmp_path, 3)
+    with figures.open("a") as handle:
+        handle.write('{"id": "fig3", "caption": "   "}\n')
+    out = tmp_path / "candidates.jsonl"
+    with pytest.raises(InputError) as error:
+        generate(figures, out, GenerateConfig(backend="caption", candidates=1))
+    assert (error.value.line, error.value.field) == (4, "caption")
+    assert len(out.read_text().splitlines()) == 3  # what was produced before the bad line is kept
 
 
 # --- demonstrations -----------------------------------------------------------------------------

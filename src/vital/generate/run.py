@@ -3,6 +3,10 @@
 The unit of work is one candidate, ``FIGURE_ID/cK``.  Start-up reads the ids
 already in the output (one streaming pass) and then streams the figures, so
 the first request goes out before the figure file has been read to its end.
+Both passes read a line's id from its first bytes when the line starts with
+``{"id": "..."`` (as our writers write them) and parse only the lines they
+need: a figure whose candidates are all written is skipped unparsed, which
+keeps resuming after 100K finished candidates to about a second.
 Each finished candidate is appended and flushed at once; failures (past the
 retry limit, unreadable images) go to ``<out>.failures.jsonl`` with the
 model's raw reply, and a rerun tries them again.  ``--shard i/n`` keeps the
@@ -12,21 +16,24 @@ figures whose id hashes to ``i`` modulo ``n``, the same on every machine.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from vital.errors import InputError
-from vital.figures import ImageError, portable_path, read_figures
+from vital.figures import ImageError, portable_path, resolve_image
 from vital.generate.caption import BACKEND as CAPTION_BACKEND
 from vital.generate.caption import caption_conversation
 from vital.generate.demos import Policy, load_demonstrations, make_policy, stable_seed
 from vital.generate.parse import parse_conversation
 from vital.generate.prompts import build_messages
-from vital.jsonl import FailureLog, JsonlWriter, finished_ids
+from vital.jsonl import FailureLog, JsonlWriter, validation_to_input_error
 from vital.llm import (
     Engine,
     EngineConfig,
@@ -111,16 +118,75 @@ class _Job:
         return candidate_id(self.figure.id, self.k)
 
 
+_LEADING_ID = re.compile(rb'^\{\s*"id"\s*:\s*"([^"\\]*)"')
+
+
+def leading_id(raw: bytes) -> str | None:
+    """The id of a JSON line that starts with ``{"id": "..."`` (no escapes), without parsing the line."""
+    match = _LEADING_ID.match(raw)
+    return match.group(1).decode("utf-8") if match else None
+
+
+def _parse_line(raw: bytes, path: Path, line: int) -> dict[str, Any] | None:
+    if not raw.strip():
+        return None
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path=path, line=line) from None
+    if not isinstance(obj, dict):
+        raise InputError(f"expected a JSON object, found {type(obj).__name__}", path=path, line=line)
+    return obj
+
+
+def finished_candidates(out: Path) -> set[str]:
+    """Ids of the candidates in ``out`` (a torn last line left by a kill is not finished)."""
+    done: set[str] = set()
+    if not out.exists():
+        return done
+    with out.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
+                break
+            record_id = leading_id(raw)
+            if record_id is None:
+                obj = _parse_line(raw, out, line)
+                record_id = obj.get("id") if obj else None
+            if record_id is not None:
+                done.add(str(record_id))
+    return done
+
+
 def _jobs(figures: Path, n: int, shard: tuple[int, int] | None, done: set[str],
           skipped: list[int]) -> Iterator[_Job]:
-    for figure in read_figures(figures):
-        if not in_shard(figure.id, shard):
-            continue
-        for k in range(n):
-            if candidate_id(figure.id, k) in done:
-                skipped[0] += 1
-            else:
-                yield _Job(figure, k)
+    """Unfinished (figure, k) in file order; figures with every candidate done are not even parsed."""
+    base = figures.resolve().parent
+    with figures.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            figure_id = leading_id(raw)
+            if figure_id is not None:
+                if not in_shard(figure_id, shard):
+                    continue
+                finished = sum(candidate_id(figure_id, k) in done for k in range(n))
+                if finished == n:
+                    skipped[0] += n
+                    continue
+            obj = _parse_line(raw, figures, line)
+            if obj is None:
+                continue
+            try:
+                figure = Figure.model_validate(obj)
+            except ValidationError as exc:
+                raise validation_to_input_error(exc, figures, line) from None
+            if figure_id is None and not in_shard(figure.id, shard):
+                continue
+            image = resolve_image(figure.image, base)
+            figure.image = str(image) if image else None
+            for k in range(n):
+                if candidate_id(figure.id, k) in done:
+                    skipped[0] += 1
+                else:
+                    yield _Job(figure, k)
 
 
 def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None = None,
@@ -140,7 +206,7 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
         policy = make_policy(config.demo_policy, load_demonstrations(config.demos), seed=config.seed,
                              encoder=encoder)
     console = console or Console(stderr=True)
-    done = finished_ids(out)
+    done = finished_candidates(out)
     skipped = [0]
     jobs = _jobs(figures, config.candidates, config.shard, done, skipped)
     total = count_lines(figures) * config.candidates

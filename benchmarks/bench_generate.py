@@ -1,0 +1,242 @@
+"""The LLM engine and ``vital generate`` against a local OpenAI-compatible server with fixed latency.
+
+    python -m benchmarks generate
+
+The server is tests/openai_double.py in its own process (uvicorn on 127.0.0.1),
+so its CPU is not charged to the engine.  Rates are counted at the server:
+successful replies per second between the first request and the last reply.
+The ideal is concurrency / latency.
+
+1. Engine sweep (in this process): concurrency 8, 32 and 128 at 0.5 s latency,
+   with and without 10 % of requests refused with 429 (Retry-After: 1 s);
+   engine CPU time per HTTP request.
+2. ``vital generate`` on 1,000 figures (with two demonstrations, images as data
+   URLs), concurrency 32: rate, and the child's peak memory.
+3. The same with 10 % 429, 5 % 500 and 5 % malformed first replies, then a
+   rerun: every candidate present once, nothing requested again.
+4. Resume: a 100K-line output (and 101K figures), time from starting
+   ``vital generate`` to its first request at the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from openai_double import free_socket, write_figures  # noqa: E402
+from vital.llm import Engine, EngineConfig, map_jobs  # noqa: E402
+
+LATENCY = 0.5
+SWEEP_SECONDS = 8.0
+
+
+class Server:
+    """tests/openai_double.py as a child process."""
+
+    def __init__(self, latency: float, faults: dict[str, float] | None = None, first_only: bool = False,
+                 retry_after: str = "1") -> None:
+        sock = free_socket()
+        self.port = sock.getsockname()[1]
+        sock.close()
+        argv = [sys.executable, str(ROOT / "tests" / "openai_double.py"), "--port", str(self.port),
+                "--latency", str(latency), "--retry-after", retry_after]
+        for fault, probability in (faults or {}).items():
+            argv += ["--fault", f"{fault}={probability}"]
+        if first_only:
+            argv.append("--first-only")
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.stats()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark server did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict:
+        return httpx.get(f"http://127.0.0.1:{self.port}/_stats", timeout=5).json()
+
+    def reset(self) -> None:
+        httpx.post(f"http://127.0.0.1:{self.port}/_reset", timeout=5)
+
+    def rate(self) -> float:
+        stats = self.stats()
+        span = (stats["last_ok_time"] or 0) - (stats["first_time"] or 0)
+        return stats["ok"] / span if span > 0 else 0.0
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sweep_row(server: Server, concurrency: int) -> tuple[int, float, float]:
+    """(requests sent, replies/s at the server, engine CPU ms per HTTP request)."""
+    server.reset()
+    count = int(concurrency / LATENCY * SWEEP_SECONDS)
+    config = EngineConfig(base_url=server.base_url, model="bench", concurrency=concurrency, max_retries=8,
+                          timeout=30, backoff_base=0.2, backoff_max=2.0)
+
+    async def run() -> Engine:
+        async with Engine(config) as engine:
+
+            async def one(i: int) -> str:
+                messages = [{"role": "user", "content": [{"type": "text", "text": f"Describe figure {i}."}]}]
+                return (await engine.complete(messages, max_tokens=256)).text
+
+            await map_jobs(range(count), one, on_result=lambda i, text: None, on_failure=lambda i, f: None,
+                           workers=engine.workers, total=count, console=Console(quiet=True))
+        return engine
+
+    cpu = time.process_time()
+    engine = asyncio.run(run())
+    cpu = time.process_time() - cpu
+    return engine.usage.requests, server.rate(), 1000 * cpu / max(1, engine.usage.requests)
+
+
+def spawn_generate(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vital", "generate", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_measured(process: subprocess.Popen) -> tuple[int, float]:
+    """(exit code, peak RSS in MB) of a child."""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss / 1024
+
+
+def write_demos(folder: Path) -> Path:
+    path = folder / "demos.jsonl"
+    with path.open("w") as handle:
+        for i, domain in enumerate(("ct_scan", "mri")):
+            handle.write(json.dumps({
+                "id": f"demo{i}", "image": "images/fig0.png", "caption": f"A {domain} demonstration caption.",
+                "domains": [domain], "conversations": [
+                    {"from": "human", "value": "<image>\nWhat is shown?"},
+                    {"from": "gpt", "value": "An axial image with a nodule in the left lung."}],
+            }) + "\n")
+    return path
+
+
+def generate_args(figures: Path, out: Path, server: Server, demos: Path | None = None) -> list[str]:
+    args = [str(figures), "--out", str(out), "--candidates", "1", "--base-url", server.base_url,
+            "--model", "bench", "--concurrency", "32", "--max-retries", "5"]
+    return args + (["--demos", str(demos)] if demos else [])
+
+
+def ids_in(path: Path) -> Counter:
+    return Counter(json.loads(line)["id"] for line in path.read_text().splitlines())
+
+
+def write_resume_files(folder: Path, figures_count: int, done: int) -> tuple[Path, Path]:
+    """A figures file and an output whose first ``done`` figures already have their candidate."""
+    figures = write_figures(folder, figures_count, name="many.jsonl")
+    out = folder / "resume.jsonl"
+    answer = "It is an axial CT image of the chest with a 3 cm nodule in the left upper lobe. " * 4
+    with out.open("w") as handle:
+        for i in range(done):
+            handle.write(json.dumps({
+                "id": f"fig{i}/c0", "figure_id": f"fig{i}", "image": "images/fig0.png",
+                "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"}, {"from": "gpt", "value": answer},
+                                  {"from": "human", "value": "Where is the nodule?"}, {"from": "gpt", "value": answer}],
+                "generator": {"backend": "openai", "model": "openai:bench", "demo_ids": [], "prompt_sha": "0" * 64},
+                "usage": {"prompt_tokens": 900, "completion_tokens": 200},
+            }, separators=(",", ":")) + "\n")
+    return figures, out
+
+
+def main() -> None:
+    console = Console()
+    sweep = Table(title=f"Engine throughput against a server with {LATENCY} s latency (counted at the server)")
+    for column in ("concurrency", "429 replies", "HTTP requests", "replies/s", "ideal/s", "% of ideal",
+                   "engine CPU ms/request"):
+        sweep.add_column(column, justify="right")
+    for faults in ({}, {"429": 0.1}):
+        with Server(LATENCY, faults) as server:
+            for concurrency in (8, 32, 128):
+                requests, rate, cpu_ms = sweep_row(server, concurrency)
+                ideal = concurrency / LATENCY
+                sweep.add_row(str(concurrency), "10 %" if faults else "none", str(requests), f"{rate:.1f}",
+                              f"{ideal:.0f}", f"{100 * rate / ideal:.0f} %", f"{cpu_ms:.2f}")
+    console.print(sweep)
+
+    checks = Table(title="vital generate: done-when checks")
+    for column in ("check", "measured", "target"):
+        checks.add_column(column)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        figures = write_figures(folder, 1000, image_size=256)
+        demos = write_demos(folder)
+
+        with Server(LATENCY) as server:
+            out = folder / "plain.jsonl"
+            started = time.perf_counter()
+            code, peak = wait_measured(spawn_generate(generate_args(figures, out, server, demos)))
+            seconds = time.perf_counter() - started
+            rate = server.rate()
+        checks.add_row("1,000 figures, --concurrency 32, 0.5 s latency: replies/s at the server",
+                       f"{rate:.1f}/s = {100 * rate / 64:.0f} % of 64 (whole run {seconds:.1f} s, exit {code})",
+                       ">= 85 % of 64/s")
+        checks.add_row("peak memory of the vital generate process", f"{peak:.0f} MB", "< 500 MB")
+
+        faults = {"429": 0.1, "500": 0.05, "malformed": 0.05}
+        with Server(LATENCY, faults, first_only=True) as server:
+            out = folder / "faulty.jsonl"
+            wait_measured(spawn_generate(generate_args(figures, out, server, demos)))
+            first = server.stats()
+            wait_measured(spawn_generate(generate_args(figures, out, server, demos)))
+            second = server.stats()
+        ids = ids_in(out)
+        failures = folder / "faulty.failures.jsonl"
+        failed = len(failures.read_text().splitlines()) if failures.exists() else 0
+        checks.add_row("10 % 429, 5 % 500, 5 % malformed first replies",
+                       f"{len(ids)} of 1000 candidates, {failed} failures, outcomes {first['outcomes']}",
+                       "every figure done or in the failures file")
+        checks.add_row("rerun after that", f"{second['requests'] - first['requests']} new requests, "
+                                           f"{sum(n - 1 for n in ids.values())} duplicates", "0 and 0")
+
+        figures_many, resume_out = write_resume_files(folder, 101_000, 100_000)
+        with Server(LATENCY) as server:
+            started = time.time()
+            process = spawn_generate(generate_args(figures_many, resume_out, server))
+            first_request = None
+            while first_request is None and process.poll() is None and time.time() - started < 60:
+                time.sleep(0.02)
+                first_request = server.stats()["first_time"]
+            process.send_signal(signal.SIGINT)
+            wait_measured(process)
+        startup = f"{first_request - started:.2f} s" if first_request else "no request within 60 s"
+        checks.add_row("resume with a 100K-line output (101K figures): first new request after", startup,
+                       "< 3 s")
+    console.print(checks)
+
+
+if __name__ == "__main__":
+    main()
