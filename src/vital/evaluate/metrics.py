@@ -21,7 +21,8 @@ import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
 
 from vital.evaluate.normalize import LLAVA_MED_PERIOD_LIMIT, normalize_answer, strip_role_prefix
 
@@ -84,13 +85,13 @@ def bleu_scores(reference: list[str], hypothesis: list[str]) -> tuple[float, flo
         return (0.0, 0.0, 0.0, 0.0)
     precisions = []
     for n in range(1, 5):
-        hyp_ngrams = Counter(tuple(hypothesis[i : i + n]) for i in range(hyp_len - n + 1))
-        ref_ngrams = Counter(tuple(reference[i : i + n]) for i in range(len(reference) - n + 1))
-        matched = sum(min(count, ref_ngrams[gram]) for gram, count in hyp_ngrams.items())
+        # Once no n-gram matches, no longer one can: skip the counting.
+        matched = (
+            _clipped_matches(reference, hypothesis, n) if not precisions or precisions[-1] > _NO_MATCH else 0
+        )
         if n == 1 and matched == 0:
             return (0.0, 0.0, 0.0, 0.0)
-        total = max(1, hyp_len - n + 1)
-        precisions.append(matched / total if matched else sys.float_info.min)
+        precisions.append(matched / max(1, hyp_len - n + 1) if matched else _NO_MATCH)
     ref_len = len(reference)
     penalty = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     logs = [math.log(p) for p in precisions]
@@ -98,6 +99,26 @@ def bleu_scores(reference: list[str], hypothesis: list[str]) -> tuple[float, flo
         penalty * math.exp(math.fsum(w * log for w, log in zip(weights, logs, strict=True) if w))
         for _, weights in BLEU_WEIGHTS
     )
+
+
+_NO_MATCH = sys.float_info.min  # NLTK's stand-in for a zero precision
+
+
+def _ngrams(words: list[str], n: int) -> Any:
+    return words if n == 1 else zip(*(words[i:] for i in range(n)), strict=False)
+
+
+def _clipped_matches(reference: list[str], hypothesis: list[str], n: int) -> int:
+    """How many of the hypothesis' n-grams occur in the reference, each at most as often as there."""
+    if len(hypothesis) < n or len(reference) < n:
+        return 0
+    available = Counter(_ngrams(reference, n))
+    matched = 0
+    for gram in _ngrams(hypothesis, n):
+        if available.get(gram, 0) > 0:
+            available[gram] -= 1
+            matched += 1
+    return matched
 
 
 def _llava_med_overlap(pred: list[str], ref: list[str]) -> tuple[float, float, float]:
@@ -178,10 +199,15 @@ def _score_default(answer: str, prediction: str, kind: Literal["open", "closed"]
     )
 
 
+@lru_cache(maxsize=1 << 16)
 def score_answer(
     answer: str, prediction: str, answer_type: str, mode: Mode = "default"
 ) -> AnswerScore | None:
-    """Score ``prediction`` against the reference ``answer``; ``None`` if the type is not scored."""
+    """Score ``prediction`` against the reference ``answer``; ``None`` if the type is not scored.
+
+    Cached (the scores are immutable): the same answer and prediction recur
+    across questions, closed ones above all.
+    """
     kind = answer_kind(answer_type, mode)
     if kind is None:
         return None

@@ -21,6 +21,7 @@ number of replacements, so its scorer removes at most 32 periods per text;
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'
 NUMBER_WORDS = {
@@ -81,8 +82,12 @@ def strip_role_prefix(text: str) -> str:
     return _ROLE_PREFIX.sub("", text, count=1)
 
 
+@lru_cache(maxsize=1 << 16)
 def normalize_answer(text: str, *, period_limit: int | None = None) -> str:
-    """Lower-case and normalise ``text`` by the rules in this module's docstring."""
+    """Lower-case and normalise ``text`` by the rules in this module's docstring.
+
+    Cached: answers and predictions repeat a lot ("yes", "Assistant: No").
+    """
     text = text.lower()
     present = [mark for mark in PUNCTUATION if mark in text]
     if present:

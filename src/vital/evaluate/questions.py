@@ -34,8 +34,9 @@ string) and ``text``, matched to questions by id.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -65,45 +66,36 @@ class Question:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def iter_json_records(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line, element)`` for a JSON list file, or ``(line, object)`` for JSONL.
+def read_json_records(path: str | Path) -> tuple[list[Any], Callable[[int], int]]:
+    """The elements of a JSON list file (or the objects of a JSONL file), and ``line_of(index)``.
 
-    For a JSON list the line is where the element starts, so that errors can
-    name it.
+    A list is parsed in one call; where its elements start is worked out only
+    when an error needs to name a line.
     """
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=path)
     text = path.read_text(encoding="utf-8")
-    start = len(text) - len(text.lstrip())
-    if not text.startswith("[", start):
-        yield from iter_json_lines(path)
-        return
+    if not text.lstrip().startswith("["):
+        numbered = list(iter_json_lines(path))
+        return [record for _, record in numbered], lambda index: numbered[index][0]
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
+    return records, lambda index: _element_line(text, index)
+
+
+def _element_line(text: str, index: int) -> int:
+    """The line on which element ``index`` of the (valid) JSON list ``text`` starts."""
     decoder = json.JSONDecoder()
-    position, line, counted_to = start + 1, 1, 0
-
-    def skip_space(at: int) -> int:
-        while at < len(text) and text[at] in " \t\r\n":
-            at += 1
-        return at
-
-    while True:
-        position = skip_space(position)
-        if text.startswith("]", position):
-            return
-        line += text.count("\n", counted_to, position)
-        counted_to = position
-        try:
-            element, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
-        yield line, element
-        position = skip_space(position)
-        if text.startswith(",", position):
+    position = text.index("[") + 1
+    for _ in range(index + 1):
+        while text[position] in " \t\r\n,":
             position += 1
-        elif not text.startswith("]", position):
-            line += text.count("\n", counted_to, position)
-            raise InputError("not valid JSON (expected ',' or ']')", path=path, line=line)
+        start = position
+        _, position = decoder.raw_decode(text, position)
+    return text.count("\n", 0, start) + 1
 
 
 def detect_format(record: Any) -> str | None:
@@ -126,10 +118,16 @@ def detect_format(record: Any) -> str | None:
 class _Fields:
     """Typed access to one record's fields, with errors that name file, line and field."""
 
-    def __init__(self, record: Any, path: Path, line: int) -> None:
+    def __init__(self, record: Any, path: Path, line: int | Callable[[], int]) -> None:
+        self.record, self.path, self._line = record, path, line
         if not isinstance(record, dict):
-            raise InputError(f"expected a JSON object, found {type(record).__name__}", path=path, line=line)
-        self.record, self.path, self.line = record, path, line
+            raise InputError(
+                f"expected a JSON object, found {type(record).__name__}", path=path, line=self.line
+            )
+
+    @property
+    def line(self) -> int:
+        return self._line() if callable(self._line) else self._line
 
     def error(self, name: str, problem: str) -> InputError:
         return InputError(problem, path=self.path, line=self.line, field=name)
@@ -154,13 +152,22 @@ class _Fields:
 
     def labels(self, name: str) -> tuple[str, ...]:
         value = self.record.get(name)
-        if not isinstance(value, str) or not value.strip():
-            return ()
-        return tuple(part.strip() for part in value.split(",") if part.strip())
+        return _split_labels(value) if isinstance(value, str) else ()
 
 
+@lru_cache(maxsize=4096)
+def _split_labels(value: str) -> tuple[str, ...]:
+    """``"PRES, POS"`` -> ``("PRES", "POS")``."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@lru_cache(maxsize=65536)
 def _image_path(base: Path, name: str | None, folders: tuple[str, ...] = ("images", "")) -> Path | None:
-    """The first existing ``base/<folder>/name``; the first candidate if none exists yet."""
+    """The first existing ``base/<folder>/name``; the first candidate if none exists yet.
+
+    Cached: benchmark questions share few images, and a stat per question
+    would dominate scoring a large file.
+    """
     if not name:
         return None
     candidates = [base / folder / name for folder in folders]
@@ -268,7 +275,8 @@ def load_questions(
         raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", path=path)
     questions: list[Question] = []
     first_seen: dict[str, int] = {}
-    for line, record in iter_json_records(path):
+    records, line_of = read_json_records(path)
+    for index, record in enumerate(records):
         if format == "auto":
             format = detect_format(record) or ""
             if not format:
@@ -276,11 +284,13 @@ def load_questions(
                     "cannot tell the ground-truth format (expected VQA-RAD, SLAKE, PathVQA LXMERT "
                     "or LLaVA-Med conversation records)",
                     path=path,
-                    line=line,
+                    line=line_of(index),
                 )
         if format == "questions" and need_answers:
-            raise InputError("a question file without answers, not ground truth", path=path, line=line)
-        fields = _Fields(record, path, line)
+            raise InputError(
+                "a question file without answers, not ground truth", path=path, line=line_of(index)
+            )
+        fields = _Fields(record, path, partial(line_of, index))
         if format == "pathvqa":
             produced = list(_pathvqa(fields, base))
         elif format == "slake":
@@ -295,12 +305,13 @@ def load_questions(
             produced = [_llava_med(fields, base)]
         for question in produced:
             if question.id in first_seen:
+                first = line_of(first_seen[question.id])
                 raise InputError(
-                    f"duplicate question id {question.id!r} (first on line {first_seen[question.id]})",
+                    f"duplicate question id {question.id!r} (first on line {first})",
                     path=path,
-                    line=line,
+                    line=line_of(index),
                 )
-            first_seen[question.id] = line
+            first_seen[question.id] = index
             questions.append(question)
     if not questions:
         where = f" in language {lang!r}" if format == "slake" else ""
