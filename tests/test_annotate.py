@@ -605,14 +605,14 @@ def test_cli_add_user_prints_a_link_last_and_export_and_stats_work(db: Annotatio
 class LiveServer:
     """The app under uvicorn on 127.0.0.1 (a free port), in a background thread."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, *, log_level: str = "warning") -> None:
         import uvicorn
 
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
@@ -628,6 +628,22 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(10)
         self.socket.close()
+
+
+def test_a_real_server_logs_no_login_token(db: AnnotationDB) -> None:
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    with LiveServer(create_app(db), log_level="info") as live:
+        logging.getLogger("uvicorn.access").addHandler(handler)
+        try:
+            user, _ = add_user(db, "ana")
+            token = issue_login_token(db, user)
+            assert httpx.get(login_url(live.url, token)).status_code == 303
+        finally:
+            logging.getLogger("uvicorn.access").removeHandler(handler)
+    assert any("/login?token=[redacted]" in line for line in records), records
+    assert not any(token in line for line in records)
 
 
 def test_parallel_clients_lose_and_duplicate_no_answer(tmp_path: Path) -> None:

@@ -88,10 +88,20 @@ class RedactTokens(logging.Filter):
         return True
 
 
+_REDACT = RedactTokens()
+
+
+def redact_tokens_in_server_logs() -> None:
+    """Put the token filter on uvicorn's loggers (again after uvicorn configures logging: idempotent)."""
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(_REDACT)
+
+
 def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
     """The annotation app over ``db``; each item goes to ``overlap`` different annotators."""
     if overlap < 1:
         raise ValueError("overlap must be at least 1")
+    redact_tokens_in_server_logs()
     app = FastAPI(title="vital annotate", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
     app.state.overlap = overlap

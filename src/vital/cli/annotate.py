@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from enum import StrEnum
 from pathlib import Path
@@ -44,7 +43,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from vital.annotate import AnnotationDB, create_app, list_users
-        from vital.annotate.app import RedactTokens
+        from vital.annotate.app import redact_tokens_in_server_logs
         from vital.errors import InputError
 
         if (figures is None) != (candidates is None):
@@ -55,9 +54,7 @@ def register(app: typer.Typer) -> None:
         config = uvicorn.Config(
             create_app(database, overlap=overlap), host=host, port=port, log_level="info", proxy_headers=True
         )
-        redact = RedactTokens()
-        for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
-            logging.getLogger(name).addFilter(redact)
+        redact_tokens_in_server_logs()  # uvicorn.Config has just (re)configured its loggers
         users = list_users(database)
         typer.echo(
             f"serving on http://{host}:{port} with overlap {overlap} ({len(users)} users); "
