@@ -343,3 +343,17 @@ def test_sigkill_and_rerun_give_one_candidate_each_and_repeat_no_finished_call(t
         if file.is_file():
             assert KEY.encode() not in file.read_bytes(), file
     assert KEY not in rerun.stdout + rerun.stderr
+
+
+def test_cli_refused_key_stops_with_one_line_and_status_2(tmp_path):
+    figures = write_figures(tmp_path, 3)
+    env = {**os.environ, "VITAL_TEST_KEY": "sk-wrong-key-77"}
+    with running_double(DoubleConfig(api_key=KEY)) as double:
+        result = subprocess.run(
+            [VITAL, "generate", str(figures), "--out", str(tmp_path / "c.jsonl"),
+             "--base-url", double.base_url, "--api-key-env", "VITAL_TEST_KEY"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1
+    assert "HTTP 401" in errors[0] and "sk-wrong-key-77" not in result.stderr + result.stdout

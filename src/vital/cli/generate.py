@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from vital.cli.options import backend_option, engine_options
-from vital.llm import EngineConfig
+
+if TYPE_CHECKING:
+    from vital.llm import EngineConfig
 
 
 def register(app: typer.Typer) -> None:

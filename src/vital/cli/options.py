@@ -18,11 +18,12 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vital.llm import EngineConfig
+if TYPE_CHECKING:  # vital.llm pulls in aiohttp; `vital --help` should not wait for it
+    from vital.llm import EngineConfig
 
 PANEL = "Model connection"
 
@@ -61,17 +62,18 @@ _ENGINE_FLAGS: dict[str, tuple[Any, Any]] = {
 
 
 def build_engine_config(*, cache: bool, prices: Path | None, **flags: Any) -> EngineConfig:
+    from vital.llm import EngineConfig, load_prices
+
     config = EngineConfig(use_cache=cache, **flags)
     if prices is not None:
-        from vital.llm import load_prices
-
         config.prices.update(load_prices(prices))
     return config
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the model-connection flags to ``command`` and pass it ``engine=EngineConfig(...)``."""
-    signature = inspect.signature(command, eval_str=True)
+    # `engine: EngineConfig` may be a name the command's module imports only for type checking
+    signature = inspect.signature(command, eval_str=True, locals={"EngineConfig": object})
     own = [parameter for name, parameter in signature.parameters.items() if name != "engine"]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
@@ -83,9 +85,9 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         flags = {name: kwargs.pop(name) for name in _ENGINE_FLAGS}
         return command(**kwargs, engine=build_engine_config(**flags))
 
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
-    )
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     return wrapper
 
 
