@@ -595,8 +595,19 @@ def test_cli_add_user_prints_a_link_last_and_export_and_stats_work(db: Annotatio
     assert len(list(read_records(out, Preference))) == 9
     result = runner.invoke(app, ["annotate", "stats", "--db", db.url, "--json"])
     assert json.loads(result.stdout)["answers"]["dr-kim"]["compare"] == 9
-    result = runner.invoke(app, ["annotate", "stats", "--db", db.url])
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text(
+        "".join(
+            json.dumps({"candidate_id": f"fig{f}-c{i}", "score": 9 - i, "source": "model"}) + "\n"
+            for f in range(3)
+            for i in range(3)
+        )
+    )
+    result = runner.invoke(
+        app, ["annotate", "stats", "--db", db.url, "--scores", str(scores)], terminal_width=160
+    )
     assert result.exit_code == 0 and "Answers per annotator" in result.stdout
+    assert "Agreement with the model judge" in result.stdout
 
 
 # ---- a real server, many clients at once ------------------------------------------------------------------

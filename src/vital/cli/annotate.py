@@ -44,13 +44,17 @@ def register(app: typer.Typer) -> None:
 
         from vital.annotate import AnnotationDB, create_app, list_users
         from vital.annotate.app import redact_tokens_in_server_logs
+        from vital.annotate.loading import count_items
         from vital.errors import InputError
+        from vital.jsonl import warn
 
         if (figures is None) != (candidates is None):
             raise InputError("give both --figures and --candidates, or neither", field="--candidates")
         database = AnnotationDB(db)
         if figures is not None:
             _print_load(database, figures, candidates)
+        elif not any(count_items(database).values()):
+            warn(f"{db} has nothing to annotate yet: pass --figures and --candidates to load them")
         config = uvicorn.Config(
             create_app(database, overlap=overlap), host=host, port=port, log_level="info", proxy_headers=True
         )
