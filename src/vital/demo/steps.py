@@ -95,9 +95,6 @@ def judge_candidates(workspace: Workspace) -> None:
 def annotate(workspace: Workspace) -> None:
     from vital.annotate import AnnotationDB, add_user, issue_login_token, load_corpus, login_url
 
-    if not workspace.candidates.exists():
-        workspace.console.print("  no candidates to annotate yet (the generate step writes them)")
-        return
     path = workspace.root / "annotations.db"
     database = AnnotationDB(path)
     summary = load_corpus(database, workspace.figures, workspace.candidates)
@@ -112,5 +109,6 @@ def annotate(workspace: Workspace) -> None:
         f"--candidates {workspace.candidates} --overlap 2", soft_wrap=True, highlight=False)
     say("  and open this one-time login link (add annotators with `vital annotate add-user NAME --db ...`):")
     say(f"    {link}", soft_wrap=True, highlight=False)
-    export = f"vital annotate export --db {path} --kind preferences --out preferences.jsonl"
-    say(f"  Afterwards: {export}", soft_wrap=True, highlight=False)
+    say(f"  Afterwards: vital annotate stats --db {path} --scores {workspace.scores}\n"
+        f"              vital annotate export --db {path} --kind preferences --out preferences.jsonl",
+        soft_wrap=True, highlight=False)
