@@ -207,7 +207,7 @@ def test_every_route_except_login_needs_a_session(db: AnnotationDB) -> None:
             response = client.request(method, url, params={"kind": "compare"}, json={"choice": "A"})
             assert response.status_code == 401, (method, url, response.status_code)
             if url.startswith("/api/"):
-                assert response.json()["detail"].startswith("not signed in")
+                assert response.json()["detail"].startswith("Not signed in")
             checked += 1
     assert checked >= 10
 
@@ -434,6 +434,9 @@ def test_pages_render_with_security_headers(db: AnnotationDB) -> None:
     assert client.get("/annotate/demos").status_code == 200
     assert "Krippendorff" in client.get("/admin").text
     assert "Please sign in" in TestClient(create_app(db)).get("/").text
+    forbidden = TestClient(create_app(db))
+    sign_in(forbidden, db, "ben")
+    assert "administrators only" in forbidden.get("/admin").text and "<html" in forbidden.get("/admin").text
 
 
 def test_the_server_log_filter_removes_login_tokens() -> None:

@@ -29,6 +29,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vital.annotate.agreement import agreement_report
 from vital.annotate.auth import Annotator, end_session, redeem_login_token, session_annotator
@@ -50,6 +51,10 @@ SESSION_COOKIE = "vital_session"
 CSRF_COOKIE = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 HERE = Path(__file__).parent
+SIGN_IN = (
+    "Not signed in: open the one-time login link your administrator gave you. "
+    "If it was already used, ask for a new one (vital annotate add-user NAME)."
+)
 KIND_TITLES = {"demos": "Choose demonstrations", "compare": "Compare candidates"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; script-src 'self'; "
@@ -120,26 +125,24 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         return templates.TemplateResponse(request, name, context, status_code=status_code)
 
+    def problem(request: Request, status: int, title: str, message: str, **extra: Any) -> Response:
+        """JSON ``{"detail": ...}`` for the API, a readable page otherwise."""
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": message}, status_code=status, headers=extra.get("headers"))
+        context = {"title": title, "message": message, "back": extra.get("back")}
+        return page(request, "message.html", context, status_code=status)
+
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, _exc: NotSignedIn) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": "not signed in: open your login link"}, status_code=401)
-        return page(
-            request,
-            "message.html",
-            {
-                "title": "Please sign in",
-                "message": "Open the one-time login link your administrator gave you. "
-                "If it was already used, ask for a new one (vital annotate add-user NAME).",
-            },
-            status_code=401,
-        )
+        return problem(request, 401, "Please sign in", SIGN_IN)
 
     @app.exception_handler(TaskNotFound)
     async def task_not_found(request: Request, exc: TaskNotFound) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": str(exc)}, status_code=404)
-        return page(request, "message.html", {"title": "Not found", "message": str(exc)}, status_code=404)
+        return problem(request, 404, "Not found", str(exc), back="/")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem(request, exc.status_code, "Sorry", str(exc.detail), headers=exc.headers, back="/")
 
     @app.exception_handler(InvalidAnswer)
     async def invalid_answer(_request: Request, exc: InvalidAnswer) -> Response:
@@ -173,21 +176,16 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
 
     @app.get("/login", response_class=HTMLResponse)
     def login(request: Request, token: str = "") -> Response:
-        opened = redeem_login_token(db, token) if token else None
+        if not token:
+            return problem(request, 401, "Please sign in", SIGN_IN)
+        opened = redeem_login_token(db, token)
         if opened is None:
-            message = (
-                (
-                    "This login link is not valid: it was already used, has expired, or was mistyped. "
-                    "Ask your administrator for a new one."
-                )
-                if token
-                else "Open the one-time login link your administrator gave you."
-            )
-            return page(
+            return problem(
                 request,
-                "message.html",
-                {"title": "Sign in", "message": message},
-                status_code=403 if token else 401,
+                403,
+                "This login link does not work",
+                "It was already used, has expired, or was mistyped. Ask your administrator for a "
+                "new one (vital annotate add-user NAME).",
             )
         log.info("%s signed in", opened.annotator.name)
         response = RedirectResponse("/", status_code=303)

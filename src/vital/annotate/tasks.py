@@ -47,12 +47,6 @@ class InvalidAnswer(ValueError):
     """An answer that does not fit its task."""
 
 
-def check_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise InvalidAnswer(f"unknown task kind {kind!r} (expected one of: {', '.join(KINDS)})")
-    return kind
-
-
 def _pending(session: Any, user: Annotator, kind: str) -> Task | None:
     return session.scalar(
         select(Task)
@@ -80,7 +74,8 @@ def _open_item(session: Any, user: Annotator, kind: str, overlap: int) -> Item |
 
 def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1) -> int | None:
     """The id of the annotator's next task of ``kind`` (assigning a new item if needed), or ``None``."""
-    check_kind(kind)
+    if kind not in KINDS:
+        raise ValueError(f"unknown task kind {kind!r} (expected one of: {', '.join(KINDS)})")
     for _attempt in range(20):
         try:
             with db.write() as session:
