@@ -39,10 +39,8 @@ class ImageInfo:
 
     @property
     def windows(self) -> list[str]:
-        """Window choices to offer: the file's own, plus the CT presets for CT."""
-        if not self.dicom:
-            return []
-        return [DEFAULT_WINDOW, *CT_WINDOWS] if self.modality == "CT" else [DEFAULT_WINDOW]
+        """Window choices to offer for CT: the file's own, then the presets (other images: none)."""
+        return [DEFAULT_WINDOW, *CT_WINDOWS] if self.dicom and self.modality == "CT" else []
 
 
 @lru_cache(maxsize=4096)
@@ -54,7 +52,7 @@ def _info(path: str, mtime: float) -> ImageInfo:
 
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # an unreadable header: render_image reports the problem when asked
+    except Exception:  # an unreadable header: browser_image reports the problem when the image is asked for
         return ImageInfo(True, "")
     return ImageInfo(True, str(dataset.get("Modality", "")))
 
