@@ -106,7 +106,7 @@ class SelectionPolicy:
     domain_quotas: dict[str, float] = field(default_factory=dict)
     """Most candidates kept per domain: a count (>= 1) or a share of the budget (< 1)."""
     balance_domains: bool = False
-    near_duplicate: float | None = 0.8
+    near_duplicate: float | None = 0.6
     require_image: bool = True
     """LLaVA training needs the image: a candidate whose image file is missing is not selectable."""
     """Drop a candidate whose word-trigram Jaccard overlap with a kept one of its figure reaches this."""

@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
                 help="Word-trigram overlap at which a conversation repeats "
                 "a kept one of its figure (1 = exact only).",
             ),
-        ] = 0.8,
+        ] = 0.6,
         merge: Annotated[
             list[Path],
             typer.Option("--merge", help="Another LLaVA-format dataset to add (deduplicated); repeatable."),

@@ -29,7 +29,8 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,20 @@ def _seed_everything(seed: int) -> None:
 
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Run torch on ``count`` threads: the head's tensors are small, and one thread beats two that contend."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _lookup(scores: Mapping[str, float], ids: Sequence[str], rows: np.ndarray) -> np.ndarray:
@@ -267,14 +282,12 @@ class Selector:
         features: FeatureSet | None = None,
     ) -> Selector:
         """Train the head (and the encoders with ``finetune_encoder``) on the pairs these inputs give."""
-        import torch
-
         config = self.config
         _seed_everything(config.seed)
         started = time.perf_counter()
         features = features or self.features(candidates, figures)
         built = self.build_pairs(features, list(preferences), scores)
-        train, held = built["train"], built["held_out"]
+        train = built["train"]
         if len(train) == 0:
             raise InputError(
                 "no training pairs: give clinician preferences naming these candidates, or judge scores "
@@ -282,6 +295,18 @@ class Selector:
                 field="preferences",
             )
         trainable = self._trainable()
+        with _torch_threads(None if trainable else 1):
+            self._train(features, built, scores or {}, trainable)
+        self.metrics["seconds"] = round(time.perf_counter() - started, 2)
+        return self
+
+    def _train(
+        self, features: FeatureSet, built: Mapping[str, Any], scores: Mapping[str, float], trainable: Mapping
+    ) -> None:
+        import torch
+
+        config = self.config
+        train, held = built["train"], built["held_out"]
         self.input_dim = features.dim
         self.head = build_head(features.dim, config)
         self._standardise(features, np.union1d(train.preferred, train.other))
@@ -341,8 +366,7 @@ class Selector:
         self._set_training(False, trainable)
         if trainable:
             self._mark_tuned(trainable)
-        self.metrics = self._evaluate(features, built, scores or {}, trainable)
-        self.metrics["seconds"] = round(time.perf_counter() - started, 2)
+        self.metrics = self._evaluate(features, built, scores, trainable)
         self.metrics["epochs_run"] = len(self.curves)
         self.metrics["best_epoch"] = (
             max(self.curves, key=lambda p: (p.get("held_out_agreement", 0), -p.get("held_out_loss", 0)))[
@@ -351,7 +375,6 @@ class Selector:
             if len(held)
             else len(self.curves)
         )
-        return self
 
     def _set_training(self, on: bool, trainable: Mapping[str, Encoder]) -> None:
         self.head.train(on)
@@ -469,7 +492,8 @@ class Selector:
                 f"features have {features.dim} dimensions but the selector was trained on {self.input_dim}",
                 field="encoder",
             )
-        return self._score_features(features, np.arange(len(features)))
+        with _torch_threads(1):
+            return self._score_features(features, np.arange(len(features)))
 
     # -- persistence --------------------------------------------------------
     def _mark_tuned(self, trainable: Mapping[str, Encoder]) -> None:

@@ -147,6 +147,8 @@ def _across_figures(
     rows = np.array([row for row, _ in scored], dtype=np.int64)
     values = np.array([value for _, value in scored], dtype=np.float64)
     _, figure_codes = np.unique(np.array([figure_ids[row] for row in rows]), return_inverse=True)
+    _, level_sizes = np.unique(values, return_counts=True)
+    wanted = int(min(wanted, (len(values) ** 2 - (level_sizes.astype(np.float64) ** 2).sum()) / 2))
     seen: set[tuple[int, int]] = set()
     for _ in range(20):
         need = wanted - len(seen)
