@@ -32,12 +32,24 @@ def turns(*pairs: tuple[str, str]) -> list[dict]:
 
 
 def candidate(cid: str, figure: str, image: Path | None, answer: str | None = None) -> Candidate:
-    exchanges = [("What is shown?", answer)] if answer else [
-        ("What is shown?", f"Answer number {cid} about figure {figure}, with its own distinct words {cid}."),
-        ("Anything else?", f"Nothing more for {cid}."),
-    ]
+    exchanges = (
+        [("What is shown?", answer)]
+        if answer
+        else [
+            (
+                "What is shown?",
+                f"Answer number {cid} about figure {figure}, with its own distinct words {cid}.",
+            ),
+            ("Anything else?", f"Nothing more for {cid}."),
+        ]
+    )
     return Candidate.model_validate(
-        {"id": cid, "figure_id": figure, "image": str(image) if image else None, "conversations": turns(*exchanges)}
+        {
+            "id": cid,
+            "figure_id": figure,
+            "image": str(image) if image else None,
+            "conversations": turns(*exchanges),
+        }
     )
 
 
@@ -61,7 +73,9 @@ def kept_ids(result) -> list[str]:
 
 
 def test_llava_conversation_has_image_token_once_in_the_first_human_turn():
-    raw = [Turn.model_validate(t) for t in turns(("Describe <image> this.", "A <image> CT."), ("More?", "No."))]
+    raw = [
+        Turn.model_validate(t) for t in turns(("Describe <image> this.", "A <image> CT."), ("More?", "No."))
+    ]
     converted = llava_conversations(raw)
     assert [t["from"] for t in converted] == ["human", "gpt", "human", "gpt"]
     assert converted[0]["value"] == f"{IMAGE_TOKEN}\nDescribe  this."
@@ -161,7 +175,9 @@ def test_missing_images_and_unusable_conversations_never_take_a_place(pool, tmp_
 
 def test_export_is_llava_data(pool, tmp_path):
     candidates, figures, scores = pool
-    result = select_candidates(candidates, scores, SelectionPolicy(top_fraction=0.5), figures, image_root=tmp_path)
+    result = select_candidates(
+        candidates, scores, SelectionPolicy(top_fraction=0.5), figures, image_root=tmp_path
+    )
     out = tmp_path / "selected.json"
     export_llava(result, out)
     data = json.loads(out.read_text())
@@ -186,10 +202,16 @@ def test_merging_llava_datasets_removes_duplicates(pool, tmp_path):
     existing = json.loads(first.read_text())
     other = [
         {**existing[0], "id": "copy-with-new-id"},  # same image and conversation: a duplicate
-        {"id": existing[1]["id"], "image": "other.jpg",
-         "conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}]},
-        {"id": "new", "image": "new.jpg",
-         "conversations": [{"from": "human", "value": "Q2? <image>"}, {"from": "gpt", "value": "A2."}]},
+        {
+            "id": existing[1]["id"],
+            "image": "other.jpg",
+            "conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}],
+        },
+        {
+            "id": "new",
+            "image": "new.jpg",
+            "conversations": [{"from": "human", "value": "Q2? <image>"}, {"from": "gpt", "value": "A2."}],
+        },
     ]
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps(other))
@@ -223,10 +245,18 @@ def test_import_llava_files_as_candidates(tmp_path):
     images.mkdir()
     Image.new("RGB", (8, 8)).save(images / "a.jpg")
     source = tmp_path / "llava_med.json"
-    source.write_text(json.dumps([
-        {"id": "1", "image": "a.jpg", "conversations": turns(("<image>\nWhat?", "A CT."))},
-        {"id": "1", "image": "b.jpg", "conversations": turns(("Where?", "Liver."), ("Size?", "3 cm."))},
-    ]))
+    source.write_text(
+        json.dumps(
+            [
+                {"id": "1", "image": "a.jpg", "conversations": turns(("<image>\nWhat?", "A CT."))},
+                {
+                    "id": "1",
+                    "image": "b.jpg",
+                    "conversations": turns(("Where?", "Liver."), ("Size?", "3 cm.")),
+                },
+            ]
+        )
+    )
     out = tmp_path / "candidates.jsonl"
     result = import_llava([source], out, images=images)
     assert (result.candidates, result.images_found, result.images_missing, result.renamed_ids) == (2, 1, 1, 1)
@@ -265,19 +295,41 @@ def test_cli_select_and_import_end_to_end(pool, tmp_path, shared_data):
 
     runner = CliRunner()
     source = shared_data / "biomed-vital" / "clinician_demonstrations.json"
-    imported = runner.invoke(app, ["candidates", "import", str(source), "--out", str(tmp_path / "c.jsonl"),
-                                   "--figures-out", str(tmp_path / "f.jsonl")])
+    imported = runner.invoke(
+        app,
+        [
+            "candidates",
+            "import",
+            str(source),
+            "--out",
+            str(tmp_path / "c.jsonl"),
+            "--figures-out",
+            str(tmp_path / "f.jsonl"),
+        ],
+    )
     assert imported.exit_code == 0, imported.output
     assert "58 candidates" in imported.output and "0 with an image file" in imported.output
     scores = tmp_path / "scores.jsonl"
     candidates = list(read_records(tmp_path / "c.jsonl", Candidate))
-    scores.write_text("".join(
-        json.dumps({"candidate_id": c.id, "score": float(n % 10), "source": "model"}) + "\n"
-        for n, c in enumerate(candidates)
-    ))
+    scores.write_text(
+        "".join(
+            json.dumps({"candidate_id": c.id, "score": float(n % 10), "source": "model"}) + "\n"
+            for n, c in enumerate(candidates)
+        )
+    )
     out = tmp_path / "selected.json"
-    args = ["select", str(tmp_path / "c.jsonl"), "--scores", str(scores), "--figures", str(tmp_path / "f.jsonl"),
-            "--out", str(out), "--top-fraction", "0.5"]
+    args = [
+        "select",
+        str(tmp_path / "c.jsonl"),
+        "--scores",
+        str(scores),
+        "--figures",
+        str(tmp_path / "f.jsonl"),
+        "--out",
+        str(out),
+        "--top-fraction",
+        "0.5",
+    ]
     strict = runner.invoke(app, args)
     assert strict.exit_code == 0, strict.output
     assert "kept 0 of 58" in strict.output and json.loads(out.read_text()) == []

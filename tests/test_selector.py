@@ -53,8 +53,13 @@ def make_corpus(root: Path, n_figures: int = 60, *, judge_prefers_off_topic: boo
             Image.fromarray(pixels).save(root / image)
         caption = f"{modality} of the {organ} showing a {finding} measuring {rng.randint(1, 9)} cm."
         figures.append(
-            {"id": f"f{i}", "image": image, "caption": caption, "domains": [domain],
-             "mentions": [f"The {finding} of the {organ} is visible."]}
+            {
+                "id": f"f{i}",
+                "image": image,
+                "caption": caption,
+                "domains": [domain],
+                "mentions": [f"The {finding} of the {organ} is visible."],
+            }
         )
     judge = {"good": 8, "off": 5, "hedge": 2}
     if judge_prefers_off_topic:
@@ -70,13 +75,22 @@ def make_corpus(root: Path, n_figures: int = 60, *, judge_prefers_off_topic: boo
         for kind, answer in answers.items():
             cid = f"{figure['id']}-{kind}"
             candidates.append(
-                {"id": cid, "figure_id": figure["id"], "conversations": [question, {"from": "gpt", "value": answer}]}
+                {
+                    "id": cid,
+                    "figure_id": figure["id"],
+                    "conversations": [question, {"from": "gpt", "value": answer}],
+                }
             )
             scores.append({"candidate_id": cid, "score": judge[kind], "source": "model", "judge": "test"})
         for rejected in ("hedge", "off"):
             preferences.append(
-                {"figure_id": figure["id"], "chosen": f"{figure['id']}-good",
-                 "rejected": f"{figure['id']}-{rejected}", "source": "human", "annotator": "dr-a"}
+                {
+                    "figure_id": figure["id"],
+                    "chosen": f"{figure['id']}-good",
+                    "rejected": f"{figure['id']}-{rejected}",
+                    "source": "human",
+                    "annotator": "dr-a",
+                }
             )
     return {
         "figures": write_jsonl(root / "figures.jsonl", figures),
@@ -130,19 +144,26 @@ def test_each_image_and_text_is_encoded_once_across_training_and_scoring(corpus,
     candidates, figures, preferences, scores = load(corpus)
     text, images = CountingText(), CountingImages()
     cache = tmp_path / "cache"
-    selector = Selector(SelectorConfig(**FAST), text_encoder=text, image_encoder=images, cache_dir=cache,
-                        show_progress=False)
+    selector = Selector(
+        SelectorConfig(**FAST), text_encoder=text, image_encoder=images, cache_dir=cache, show_progress=False
+    )
     selector.fit(candidates, figures, preferences=preferences, scores=scores)
     assert len(images.seen) == len(set(images.seen)) == 60 - 9  # every 7th image is missing
     assert len(text.seen) == len(set(text.seen))
     assert len(text.seen) == 60 + 60 + 3 + 60 - 0  # captions, good answers, hedges, off-topic answers
     first_counts = (len(text.seen), len(images.seen))
     selector.save(tmp_path / "model")
-    again = Selector(SelectorConfig(**{**FAST, "human_weight": 50}), text_encoder=text, image_encoder=images,
-                     cache_dir=cache, show_progress=False)
+    again = Selector(
+        SelectorConfig(**{**FAST, "human_weight": 50}),
+        text_encoder=text,
+        image_encoder=images,
+        cache_dir=cache,
+        show_progress=False,
+    )
     again.fit(candidates, figures, preferences=preferences, scores=scores)
-    loaded = Selector.load(tmp_path / "model", text_encoder=text, image_encoder=images, cache_dir=cache,
-                           show_progress=False)
+    loaded = Selector.load(
+        tmp_path / "model", text_encoder=text, image_encoder=images, cache_dir=cache, show_progress=False
+    )
     loaded.score(candidates, figures)
     assert (len(text.seen), len(images.seen)) == first_counts  # nothing re-encoded
     assert selector.metrics["images_missing"] == 27  # 9 figures x 3 candidates, counted
@@ -163,7 +184,9 @@ def test_learns_informative_answers_over_hedges_and_off_topic_ones_with_minilm(c
 @pytest.mark.parametrize("loss", ["hinge", "logistic"])
 def test_both_losses_learn_from_clinician_pairs(corpus, tmp_path, loss):
     candidates, figures, preferences, _ = load(corpus)
-    selector = Selector(SelectorConfig(**{**FAST, "loss": loss}), cache_dir=tmp_path / "c", show_progress=False)
+    selector = Selector(
+        SelectorConfig(**{**FAST, "loss": loss}), cache_dir=tmp_path / "c", show_progress=False
+    )
     selector.fit(candidates, figures, preferences=preferences)
     assert selector.metrics["held_out"]["agreement"] >= 0.9
     assert selector.curves[-1]["train_loss"] < selector.curves[0]["train_loss"]
@@ -181,7 +204,9 @@ def test_human_weight_moves_the_selector_from_the_judge_towards_the_clinicians(t
     judge = results[100.0]["judge_on_held_out"]["agreement"]
     assert judge == pytest.approx(0.5)  # the judge gets good > hedge right and good > off wrong
     assert results[100.0]["held_out"]["agreement"] >= 0.9 > judge
-    assert results[0.001]["held_out"]["agreement"] <= 0.6  # the judge's view wins when clinicians weigh nothing
+    assert (
+        results[0.001]["held_out"]["agreement"] <= 0.6
+    )  # the judge's view wins when clinicians weigh nothing
 
 
 def test_model_pairs_from_judge_scores():
@@ -207,8 +232,11 @@ def test_model_pairs_from_judge_scores():
 def test_held_out_split_keeps_every_figure_on_one_side():
     figure_ids = [f"f{i // 3}" for i in range(60)]
     preferred = np.arange(0, 60, 3)
-    pairs = Pairs(np.concatenate([preferred, preferred]), np.concatenate([preferred + 1, preferred + 2]),
-                  np.ones(40, np.float32))
+    pairs = Pairs(
+        np.concatenate([preferred, preferred]),
+        np.concatenate([preferred + 1, preferred + 2]),
+        np.ones(40, np.float32),
+    )
     train, held, held_figures, dropped = split_by_figure(pairs, figure_ids, 0.25, seed=3)
     assert dropped == 0 and len(train) + len(held) == 40 and 8 <= len(held) <= 14
     train_figures = {figure_ids[i] for i in np.concatenate([train.preferred, train.other])}
@@ -331,7 +359,9 @@ def test_open_clip_towers_from_a_local_dir(corpus, tmp_path, tiny_clip_dir):
     selector.fit(candidates, figures, preferences=preferences, features=features)
     selector.save(tmp_path / "model")
     loaded = Selector.load(tmp_path / "model", cache_dir=tmp_path / "cache", show_progress=False)
-    assert np.allclose(loaded.score(candidates, figures), selector.score(candidates, figures, features=features))
+    assert np.allclose(
+        loaded.score(candidates, figures), selector.score(candidates, figures, features=features)
+    )
 
 
 def test_open_clip_folder_without_weights_is_refused(tmp_path):
@@ -349,8 +379,14 @@ def test_finetune_encoder_trains_the_towers_and_saves_them(corpus, tmp_path, tin
     candidates, figures, preferences, _ = load(corpus)
     candidates = [c for c in candidates if c.figure_id in {f"f{i}" for i in range(20)}]
     spec = f"open_clip:local-dir:{tiny_clip_dir}"
-    config = SelectorConfig(text_encoder=spec, image_encoder=spec, hidden_size=32, epochs=2,
-                            finetune_encoder=True, encoder_learning_rate=1e-3)
+    config = SelectorConfig(
+        text_encoder=spec,
+        image_encoder=spec,
+        hidden_size=32,
+        epochs=2,
+        finetune_encoder=True,
+        encoder_learning_rate=1e-3,
+    )
     selector = Selector(config, cache_dir=tmp_path / "cache", show_progress=False)
     tower = selector.featurizer.text_encoder
     before = {k: v.clone() for k, v in tower.module.state_dict().items()}
@@ -380,19 +416,57 @@ def test_cli_train_score_sweep_end_to_end(corpus, tmp_path):
     from vital.cli import app
 
     runner = CliRunner()
-    common = ["--candidates", str(corpus["candidates"]), "--figures", str(corpus["figures"]),
-              "--text-encoder", "hashing", "--hidden-size", "64", "--max-model-pairs", "1500",
-              "--cache-dir", str(tmp_path / "cache")]
-    train = runner.invoke(app, ["selector", "train", *common, "--scores", str(corpus["scores"]),
-                                "--preferences", str(corpus["preferences"]), "--human-weight", "10",
-                                "--out", str(tmp_path / "model"), "--json"])
+    common = [
+        "--candidates",
+        str(corpus["candidates"]),
+        "--figures",
+        str(corpus["figures"]),
+        "--text-encoder",
+        "hashing",
+        "--hidden-size",
+        "64",
+        "--max-model-pairs",
+        "1500",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    train = runner.invoke(
+        app,
+        [
+            "selector",
+            "train",
+            *common,
+            "--scores",
+            str(corpus["scores"]),
+            "--preferences",
+            str(corpus["preferences"]),
+            "--human-weight",
+            "10",
+            "--out",
+            str(tmp_path / "model"),
+            "--json",
+        ],
+    )
     assert train.exit_code == 0, train.output
     metrics = json.loads(train.stdout)
     assert metrics["held_out"]["agreement"] >= 0.9 and metrics["judge_on_held_out"]["pairs"] > 0
     assert metrics["images_missing"] == 27
-    score = runner.invoke(app, ["selector", "score", str(tmp_path / "model"), "--candidates",
-                                str(corpus["candidates"]), "--figures", str(corpus["figures"]),
-                                "--out", str(tmp_path / "scores.jsonl"), "--cache-dir", str(tmp_path / "cache")])
+    score = runner.invoke(
+        app,
+        [
+            "selector",
+            "score",
+            str(tmp_path / "model"),
+            "--candidates",
+            str(corpus["candidates"]),
+            "--figures",
+            str(corpus["figures"]),
+            "--out",
+            str(tmp_path / "scores.jsonl"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert score.exit_code == 0, score.output
     assert "27 without a usable image" in score.output
     records = list(read_records(tmp_path / "scores.jsonl", Score))
@@ -401,13 +475,32 @@ def test_cli_train_score_sweep_end_to_end(corpus, tmp_path):
     assert best.candidate_id.endswith("-good")
     common.remove("--hidden-size")
     common.remove("64")
-    sweep = runner.invoke(app, ["selector", "sweep", *common, "--scores", str(corpus["scores"]),
-                                "--preferences", str(corpus["preferences"]), "--human-weight", "1,100",
-                                "--hidden-size", "32", "--epochs", "3", "--out", str(tmp_path / "sweep")])
+    sweep = runner.invoke(
+        app,
+        [
+            "selector",
+            "sweep",
+            *common,
+            "--scores",
+            str(corpus["scores"]),
+            "--preferences",
+            str(corpus["preferences"]),
+            "--human-weight",
+            "1,100",
+            "--hidden-size",
+            "32",
+            "--epochs",
+            "3",
+            "--out",
+            str(tmp_path / "sweep"),
+        ],
+    )
     assert sweep.exit_code == 0, sweep.output
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert [row["human_weight"] for row in rows] == [1.0, 100.0]
-    assert (tmp_path / "sweep" / "sweep.png").is_file() and (tmp_path / "sweep" / "w100" / "head.pt").is_file()
+    assert (tmp_path / "sweep" / "sweep.png").is_file() and (
+        tmp_path / "sweep" / "w100" / "head.pt"
+    ).is_file()
 
 
 def test_cli_reports_bad_preferences_with_file_and_line(corpus, tmp_path):
@@ -417,10 +510,27 @@ def test_cli_reports_bad_preferences_with_file_and_line(corpus, tmp_path):
     bad = tmp_path / "prefs.jsonl"
     bad.write_text('{"chosen": "f1-good", "rejected": "f1-hedge", "source": "human"}\n{"chosen": "x"}\n')
     result = subprocess.run(
-        [sys.executable, "-m", "vital", "selector", "train", "--candidates", str(corpus["candidates"]),
-         "--figures", str(corpus["figures"]), "--preferences", str(bad), "--out", str(tmp_path / "m"),
-         "--text-encoder", "hashing", "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "vital",
+            "selector",
+            "train",
+            "--candidates",
+            str(corpus["candidates"]),
+            "--figures",
+            str(corpus["figures"]),
+            "--preferences",
+            str(bad),
+            "--out",
+            str(tmp_path / "m"),
+            "--text-encoder",
+            "hashing",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert f"{bad}:2: field '" in result.stderr and len(result.stderr.strip().splitlines()) == 1
