@@ -27,7 +27,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: install
-	HF_HUB_OFFLINE=1 $(PY) -m benchmarks
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks $(BENCH)
 
 clean:
 	rm -rf $(VENV) vital-demo .pytest_cache

@@ -56,12 +56,24 @@ def resolve_text_model(model: str | None) -> str:
 
 
 class TextEncoder:
-    """A sentence-transformers model by name or local path, loaded on first use, on the CPU."""
+    """A sentence-transformers model by name or local path, loaded on first use, on the CPU.
 
-    def __init__(self, model: str | None = None, *, batch_size: int = 64, device: str = "cpu") -> None:
+    ``max_seq_length`` (tokens) overrides the model's own limit; the cost of
+    encoding grows with it, and all-MiniLM-L6-v2 was trained on 128 tokens.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        batch_size: int = 64,
+        device: str = "cpu",
+        max_seq_length: int | None = None,
+    ) -> None:
         self.name = model or DEFAULT_TEXT_MODEL
         self.batch_size = batch_size
         self.device = device
+        self.max_seq_length = max_seq_length
         self._model: Any = None
 
     @property
@@ -74,7 +86,14 @@ class TextEncoder:
             transformers_logging.set_verbosity_error()
 
             self._model = SentenceTransformer(resolve_text_model(self.name), device=self.device)
+            if self.max_seq_length:
+                self._model.max_seq_length = self.max_seq_length
         return self._model
+
+    @property
+    def cache_name(self) -> str:
+        """What identifies this encoder's vectors in a cache: the model and the token limit."""
+        return f"{self.name}@{self.max_seq_length}" if self.max_seq_length else self.name
 
     @property
     def dim(self) -> int:
@@ -203,7 +222,8 @@ def embed_texts(
 ) -> np.ndarray:
     """Embeddings of ``texts`` (rows aligned), through the on-disk cache when ``cache_dir`` is given."""
     encoder = encoder or TextEncoder()
-    cache = EmbeddingCache(cache_dir, encoder.name, encoder.dim) if cache_dir is not None else None
+    name = getattr(encoder, "cache_name", encoder.name)
+    cache = EmbeddingCache(cache_dir, name, encoder.dim) if cache_dir is not None else None
     keys = [content_key(text) for text in texts]
     return encode_cached(
         keys, texts, encoder.encode, encoder.dim, cache, description="embedding texts", show_progress=show_progress

@@ -25,6 +25,8 @@ from vital.records import Figure
 
 # Above this many figures, mini-batch k-means keeps clustering time in seconds.
 MINIBATCH_ABOVE = 20_000
+# Caption + mentions are cut to this many tokens for clustering (MiniLM was trained on 128).
+SAMPLE_MAX_TOKENS = 128
 
 
 def figure_text(figure: Figure) -> str:
@@ -127,7 +129,9 @@ def sample_figures(
         raise InputError(f"figure id {duplicate!r} occurs more than once", path=figures, field="id")
 
     cache = Path(cache_dir) if cache_dir else figures.resolve().parent / ".vital-cache" / "embeddings"
-    vectors = embed_texts(texts, TextEncoder(text_model), cache, show_progress=show_progress)
+    vectors = embed_texts(
+        texts, TextEncoder(text_model, max_seq_length=SAMPLE_MAX_TOKENS), cache, show_progress=show_progress
+    )
     del texts
     if image_vectors:
         vectors = np.hstack([vectors, np.vstack(image_vectors).astype(np.float32)])

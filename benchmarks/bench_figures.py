@@ -1,0 +1,102 @@
+"""Import and sample a generated corpus of LLaVA-Med-style figure records (100K by default).
+
+    python -m benchmarks figures          (BENCH_FIGURES=20000 for a quicker run)
+
+Each step runs as a child ``vital`` process so that its peak memory is its own.
+The corpus is a LLaVA-Med dict of domain -> records with captions of realistic
+length (40-90 words) and one or two in-text mentions; images are not present,
+so every figure is also written to the failures file (as a real corpus without
+its images would be).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.common import run_measured
+
+MODALITY = {
+    "chest_xray": ["Posteroanterior chest radiograph", "Portable anteroposterior chest x-ray", "Lateral chest film"],
+    "ct_scan": ["Axial contrast-enhanced CT", "Non-contrast CT of the head", "Coronal reformatted CT of the abdomen"],
+    "mri": ["Axial T2-weighted MRI", "Sagittal T1-weighted MRI after gadolinium", "Diffusion-weighted MR image"],
+    "histology": ["Photomicrograph (H&E, x200)", "Immunohistochemistry for CD34 (x400)", "PAS-stained section (x100)"],
+    "gross": ["Gross photograph of the resected specimen", "Cut surface of the excised mass", "Intraoperative photograph"],
+}
+FINDINGS = [
+    "a well-circumscribed {size} mass with heterogeneous enhancement", "diffuse ground-glass opacities",
+    "a {size} cystic lesion with a thin enhancing wall", "multiple small nodules scattered in both lobes",
+    "marked thickening of the wall with surrounding fat stranding", "a hyperintense lesion with perilesional oedema",
+    "sheets of atypical cells with frequent mitoses", "a lobulated tan-white tumour with areas of necrosis",
+    "a moderate pleural effusion with compressive atelectasis", "an infiltrative lesion encasing adjacent vessels",
+]
+LOCATIONS = ["in the right upper lobe", "in the left frontal lobe", "in segment VI of the liver", "at the L4-L5 level",
+             "in the pancreatic head", "in the left kidney", "within the posterior mediastinum", "in the right parotid"]
+CONTEXT = [
+    "The arrow marks the lesion.", "Compare with the prior examination shown in panel A.",
+    "No lymphadenopathy is seen.", "Findings are consistent with the clinical suspicion of malignancy.",
+    "The patient was referred for biopsy.", "Follow-up imaging six months later showed partial regression.",
+    "Scale bar, 100 µm.", "The differential diagnosis included infection and lymphoma.",
+]
+
+
+def caption(rng: random.Random, domain: str) -> str:
+    parts = [f"{rng.choice(MODALITY[domain])} showing {rng.choice(FINDINGS).format(size=f'{rng.randint(1, 9)} cm')} "
+             f"{rng.choice(LOCATIONS)}."]
+    parts += rng.sample(CONTEXT, rng.randint(2, 5))
+    return " ".join(parts)
+
+
+def write_corpus(path: Path, n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    domains = list(MODALITY)
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("{")
+        for d, domain in enumerate(domains):
+            handle.write(("," if d else "") + f"\n{json.dumps(domain)}: [\n")
+            for i in range(n // len(domains)):
+                record = {
+                    "pair_id": f"{10_000_000 + d * n + i}_F{rng.randint(1, 6)}",
+                    "pmid": str(10_000_000 + d * n + i),
+                    "fig_label": f"Figure {rng.randint(1, 6)}",
+                    "fig_caption": caption(rng, domain),
+                    "in_text_mention": [{"tokens": caption(rng, domain)} for _ in range(rng.randint(1, 2))],
+                    "domain": {name: name == domain for name in domains},
+                }
+                handle.write(("," if i else "") + json.dumps(record) + "\n")
+            handle.write("]")
+        handle.write("}\n")
+
+
+def main() -> None:
+    n = int(os.environ.get("BENCH_FIGURES", "100000"))
+    console = Console()
+    table = Table(title=f"figures: import and sample {n:,} generated LLaVA-Med records")
+    for column in ("step", "seconds", "records/s", "peak RSS (MB)"):
+        table.add_column(column, justify="right" if column != "step" else "left")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        corpus = root / "captions.json"
+        write_corpus(corpus, n)
+        size_mb = corpus.stat().st_size / 1e6
+        steps = [
+            (f"import ({size_mb:.0f} MB JSON)", ["figures", "import", corpus, "--out", root / "figures.jsonl"]),
+            ("sample, embeddings cold", ["sample", root / "figures.jsonl", "--n", "1000", "--out", root / "s1.jsonl"]),
+            ("sample, embeddings cached", ["sample", root / "figures.jsonl", "--n", "1000", "--out", root / "s2.jsonl"]),
+        ]
+        for label, args in steps:
+            result = run_measured([str(a) for a in args], env={"HF_HUB_OFFLINE": "1"})
+            if result.returncode != 0:
+                raise SystemExit(f"{label} failed:\n{result.stderr}")
+            table.add_row(label, f"{result.seconds:.1f}", f"{n / result.seconds:,.0f}", f"{result.peak_rss_mb:.0f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from vital.cli import main
+
+main()

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from vital.embeddings import EmbeddingCache, TextEncoder, content_key, embed_texts, encode_cached
+
+
+class CountingEncoder:
+    """Deterministic 4-d vectors from text length; counts what it is asked to encode."""
+
+    name = "counting"
+    dim = 4
+
+    def __init__(self):
+        self.calls = 0
+        self.encoded: list[str] = []
+
+    def encode(self, texts):
+        self.calls += 1
+        self.encoded.extend(texts)
+        return np.array([[len(t), t.count("a"), 1.0, 0.0] for t in texts], dtype=np.float32)
+
+
+def test_each_distinct_text_is_encoded_once_and_cached(tmp_path):
+    encoder = CountingEncoder()
+    texts = ["alpha", "beta", "alpha", "gamma"]
+    first = embed_texts(texts, encoder, tmp_path, show_progress=False)
+    assert sorted(encoder.encoded) == ["alpha", "beta", "gamma"]
+    assert np.array_equal(first[0], first[2])
+    second = embed_texts(texts + ["delta"], encoder, tmp_path, show_progress=False)
+    assert encoder.encoded[3:] == ["delta"]  # only the new text is encoded on the second run
+    assert np.array_equal(first, second[:4])
+
+
+def test_cache_survives_a_torn_key_and_extra_rows(tmp_path):
+    cache = EmbeddingCache(tmp_path, "enc", 2)
+    cache.add([content_key("a"), content_key("b")], np.array([[1, 2], [3, 4]], np.float32))
+    with (cache.directory / "vectors.f32").open("ab") as handle:
+        handle.write(np.zeros(2, np.float32).tobytes())  # a row written whose key never was
+    with (cache.directory / "keys.txt").open("a") as handle:
+        handle.write("abc")  # torn key
+    reopened = EmbeddingCache(tmp_path, "enc", 2)
+    assert len(reopened) == 2
+    assert reopened.get([content_key("b")]).tolist() == [[3, 4]]
+
+
+def test_cache_rejects_wrong_shape(tmp_path):
+    cache = EmbeddingCache(tmp_path, "enc", 3)
+    with pytest.raises(ValueError):
+        cache.add(["k" * 32], np.zeros((1, 2), np.float32))
+
+
+def test_encode_cached_without_a_cache_still_deduplicates():
+    encoder = CountingEncoder()
+    vectors = encode_cached(["k1", "k2", "k1"], ["aa", "b", "aa"], encoder.encode, 4, None, show_progress=False)
+    assert encoder.encoded == ["aa", "b"] and vectors.shape == (3, 4)
+
+
+def test_packaged_minilm_embeds_offline():
+    encoder = TextEncoder()
+    vectors = encoder.encode(["Axial CT of the chest.", "Axial CT of the thorax.", "H&E stained colon glands."])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # a real model: similar captions are closer

@@ -1,0 +1,136 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vital.errors import InputError
+from vital.jsonl import (
+    FailureLog,
+    JsonlWriter,
+    atomic_writer,
+    failures_path,
+    finished_ids,
+    iter_json_lines,
+    read_records,
+    write_json_atomic,
+)
+from vital.records import Candidate, Figure
+
+
+def test_reader_names_file_line_and_field(tmp_path):
+    path = tmp_path / "figures.jsonl"
+    lines = [json.dumps({"id": f"f{i}", "caption": "A chest radiograph."}) for i in range(6)]
+    lines.append(json.dumps({"id": "f6"}))  # line 7: no caption
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError) as info:
+        list(read_records(path, Figure))
+    assert str(info.value) == f"{path}:7: field 'caption': required field is missing"
+
+
+def test_reader_reports_malformed_json_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "a", "caption": "x"}\n{"id": "b", "caption": \n{"id": "c", "caption": "y"}\n')
+    with pytest.raises(InputError) as info:
+        list(iter_json_lines(path))
+    assert info.value.line == 2 and "not valid JSON" in str(info.value)
+
+
+def test_reader_reports_wrong_type_and_nested_field(tmp_path):
+    path = tmp_path / "c.jsonl"
+    bad = {"id": "a/c0", "figure_id": "a", "conversations": [{"from": "robot", "value": "hi"}]}
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(InputError) as info:
+        list(read_records(path, Candidate))
+    assert info.value.field == "conversations.0.from" and info.value.line == 1
+
+
+def test_torn_last_line_is_reported_and_skipped(tmp_path, capsys):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "capt')
+    assert finished_ids(path) == {"a", "b"}
+    assert "torn last line" in capsys.readouterr().err
+
+
+def test_writer_cuts_a_torn_tail_instead_of_merging(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b", "val')
+    with JsonlWriter(path) as writer:
+        writer.write({"id": "c"})
+    assert [obj["id"] for _, obj in iter_json_lines(path)] == ["a", "c"]
+    assert path.read_text().endswith('{"id":"c"}\n')
+
+
+def test_writer_appends_and_flushes_each_record(tmp_path):
+    path = tmp_path / "out.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write(Figure(id="x", caption="A CT slice."))
+        assert path.read_text().count("\n") == 1  # visible before close
+        writer.write({"id": "y"})
+    with JsonlWriter(path) as writer:
+        writer.write({"id": "z"})
+    assert finished_ids(path) == {"x", "y", "z"}
+
+
+def test_killed_writer_resumes_without_loss_or_duplicates(tmp_path):
+    """A process killed with SIGKILL mid-run; a second run skips what is done and finishes the rest."""
+    path = tmp_path / "out.jsonl"
+    script = f"""
+import os, signal, sys
+from vital.jsonl import JsonlWriter, finished_ids
+done = finished_ids({str(path)!r})
+with JsonlWriter({str(path)!r}) as writer:
+    for i in range(200):
+        if str(i) in done:
+            continue
+        writer.write({{"id": str(i), "text": "x" * 5000}})
+        if i == 120 and sys.argv[1] == "kill":
+            writer._handle.write('{{"id": "torn", "text": "')
+            writer._handle.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+"""
+    first = subprocess.run([sys.executable, "-c", script, "kill"], capture_output=True)
+    assert first.returncode == -9
+    assert finished_ids(path) == {str(i) for i in range(121)}
+    subprocess.run([sys.executable, "-c", script, "run"], check=True, capture_output=True)
+    ids = [obj["id"] for _, obj in iter_json_lines(path)]
+    assert sorted(ids, key=int) == [str(i) for i in range(200)]
+
+
+def test_failure_log_path_and_record(tmp_path):
+    out = tmp_path / "candidates.jsonl"
+    assert failures_path(out).name == "candidates.failures.jsonl"
+    assert failures_path(tmp_path / "selected.json").name == "selected.failures.jsonl"
+    with FailureLog(out, "generate") as log:
+        log.record("fig1/c0", "reply had no question", raw="...")
+    (_, record), = iter_json_lines(failures_path(out))
+    assert record["id"] == "fig1/c0" and record["stage"] == "generate" and record["raw"] == "..."
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path):
+    path = tmp_path / "export.json"
+    write_json_atomic(path, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_writer(path) as handle:
+        handle.write("partial")
+        raise RuntimeError("boom")
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["export.json"]
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        list(iter_json_lines(tmp_path / "absent.jsonl"))
+
+
+def test_non_object_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"id": 1}\n[1, 2]\n')
+    with pytest.raises(InputError) as info:
+        list(iter_json_lines(path))
+    assert info.value.line == 2 and "expected a JSON object" in str(info.value)
+
+
+def test_finished_ids_on_absent_file(tmp_path):
+    assert finished_ids(tmp_path / "nothing.jsonl") == set()
+    assert not os.path.exists(tmp_path / "nothing.jsonl")
