@@ -55,7 +55,8 @@ FIGURE_KINDS = [
     (
         "images/ct.dcm",
         "ct_scan",
-        "Axial contrast-enhanced CT of the abdomen at the level of the kidneys; no focal lesion is seen.",
+        "Axial CT slice at the level of a thoracic vertebra; the vertebral body and posterior elements "
+        "are intact and no paraspinal mass is seen.",
         "What imaging modality and plane is this?",
     ),
     (
