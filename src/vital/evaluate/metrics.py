@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -112,11 +111,14 @@ def _clipped_matches(reference: list[str], hypothesis: list[str], n: int) -> int
     """How many of the hypothesis' n-grams occur in the reference, each at most as often as there."""
     if len(hypothesis) < n or len(reference) < n:
         return 0
-    available = Counter(_ngrams(reference, n))
+    available: dict[Any, int] = {}
+    for gram in _ngrams(reference, n):
+        available[gram] = available.get(gram, 0) + 1
     matched = 0
     for gram in _ngrams(hypothesis, n):
-        if available.get(gram, 0) > 0:
-            available[gram] -= 1
+        left = available.get(gram)
+        if left:
+            available[gram] = left - 1
             matched += 1
     return matched
 
@@ -130,11 +132,12 @@ def _llava_med_overlap(pred: list[str], ref: list[str]) -> tuple[float, float, f
     """
     if not pred or not ref:
         return 0.0, 0.0, 0.0
-    pred_counts, ref_counts = Counter(pred), Counter(ref)
-    tp = sum(count for word, count in pred_counts.items() if word in ref_counts)
+    # Answers are short: count through the answer's distinct words.
+    shared = [word for word in set(ref) if word in pred]
+    tp = sum(pred.count(word) for word in shared)
     if tp == 0:
         return 0.0, 0.0, 0.0
-    fn = sum(count for word, count in ref_counts.items() if word not in pred_counts)
+    fn = len(ref) - sum(ref.count(word) for word in shared)
     precision, recall = tp / len(pred), tp / (tp + fn)
     return precision, recall, 2 * precision * recall / (precision + recall)
 
@@ -143,8 +146,7 @@ def _clipped_overlap(pred: list[str], ref: list[str]) -> tuple[float, float, flo
     """(precision, recall, f1) with each answer word matched at most as often as it occurs."""
     if not pred or not ref:
         return 0.0, 0.0, 0.0
-    ref_counts = Counter(ref)
-    tp = sum(min(count, ref_counts[word]) for word, count in Counter(pred).items())
+    tp = sum(min(ref.count(word), pred.count(word)) for word in set(ref))
     if tp == 0:
         return 0.0, 0.0, 0.0
     precision, recall = tp / len(pred), tp / len(ref)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vital.errors import InputError
 from vital.evaluate.metrics import MODES, AnswerScore, Mode, score_answer
 from vital.evaluate.questions import Question, load_questions, read_predictions
@@ -52,31 +54,43 @@ class VqaResult:
         return {**self.metrics, "breakdown": self.breakdown}
 
 
-def _mean(values: list[float]) -> float | None:
-    return 100 * sum(values) / len(values) if values else None
+# Columns of the per-question score matrix, and the metric each one averages into.
+_OPEN_COLUMNS = {
+    "exact_match": 4,
+    "f1": 3,
+    "precision": 2,
+    "recall": 1,
+    "bleu": 5,
+    "bleu_1": 6,
+    "bleu_2": 7,
+    "bleu_3": 8,
+    "open_accuracy": 0,
+}
+_CLOSED_COLUMNS = {"closed_accuracy": 0, "closed_recall": 1}
+
+
+def _score_matrix(scores: Iterable[AnswerScore]) -> tuple[np.ndarray, np.ndarray]:
+    """One row per question (hit, recall, precision, f1, exact match, 4 BLEUs) and an is-open mask."""
+    scores = list(scores)
+    rows = np.array(
+        [(s.hit, s.recall, s.precision, s.f1, s.exact_match, *s.bleu) for s in scores], dtype=float
+    )
+    is_open = np.fromiter((s.kind == "open" for s in scores), dtype=bool, count=len(scores))
+    return rows.reshape(len(scores), 9), is_open
+
+
+def _summarize_rows(rows: np.ndarray, is_open: np.ndarray) -> dict[str, float | int | None]:
+    metrics: dict[str, float | int | None] = {}
+    for block, columns in ((rows[is_open], _OPEN_COLUMNS), (rows[~is_open], _CLOSED_COLUMNS)):
+        for name, column in columns.items():
+            metrics[name] = float(100 * block[:, column].mean()) if len(block) else None
+    metrics["n_open"], metrics["n_closed"] = int(is_open.sum()), int((~is_open).sum())
+    return {key: metrics[key] for key in METRIC_KEYS}
 
 
 def summarize(scores: Iterable[AnswerScore]) -> dict[str, float | int | None]:
     """Average per-question scores into the metrics of :data:`METRIC_KEYS`."""
-    opened: list[AnswerScore] = []
-    closed: list[AnswerScore] = []
-    for score in scores:
-        (opened if score.kind == "open" else closed).append(score)
-    return {
-        "exact_match": _mean([s.exact_match for s in opened]),
-        "f1": _mean([s.f1 for s in opened]),
-        "precision": _mean([s.precision for s in opened]),
-        "recall": _mean([s.recall for s in opened]),
-        "bleu": _mean([s.bleu[0] for s in opened]),
-        "bleu_1": _mean([s.bleu[1] for s in opened]),
-        "bleu_2": _mean([s.bleu[2] for s in opened]),
-        "bleu_3": _mean([s.bleu[3] for s in opened]),
-        "open_accuracy": _mean([s.hit for s in opened]),
-        "closed_accuracy": _mean([s.hit for s in closed]),
-        "closed_recall": _mean([s.recall for s in closed]),
-        "n_open": len(opened),
-        "n_closed": len(closed),
-    }
+    return _summarize_rows(*_score_matrix(scores))
 
 
 def score_vqa(
@@ -113,19 +127,23 @@ def score_vqa(
             unscored += 1
         else:
             scored.append((question, score))
-    groups: dict[str, dict[str, list[AnswerScore]]] = defaultdict(lambda: defaultdict(list))
-    for question, score in scored:
+    rows, is_open = _score_matrix(score for _, score in scored)
+    groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for row, (question, _) in enumerate(scored):
         for category, labels in question.categories.items():
             for label in labels:
-                groups[category][label].append(score)
+                groups[category][label].append(row)
     breakdown = {
-        category: {label: summarize(group) for label, group in sorted(labels.items())}
+        category: {
+            label: _summarize_rows(rows[members], is_open[members])
+            for label, members in sorted(labels.items())
+        }
         for category, labels in groups.items()
     }
     known = {question.id for question in questions}
     return VqaResult(
         mode=mode,
-        metrics=summarize(score for _, score in scored),
+        metrics=_summarize_rows(rows, is_open),
         breakdown=breakdown,
         missing=len(absent),
         ignored=sum(1 for question_id in predictions if question_id not in known),
