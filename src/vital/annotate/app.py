@@ -29,6 +29,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vital.annotate.agreement import agreement_report
@@ -87,10 +88,31 @@ class RedactTokens(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = self.pattern.sub(r"\1[redacted]", record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                self.pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
-            )
+            record.args = tuple(self.pattern.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
         return True
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every response (images and assets may be cached)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = scope["path"].startswith(("/static/", "/images/"))
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers and not (cacheable and name == "Cache-Control"):
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 _REDACT = RedactTokens()
@@ -113,14 +135,7 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            if name == "Cache-Control" and request.url.path.startswith(("/static/", "/images/")):
-                continue
-            response.headers.setdefault(name, value)
-        return response
+    app.add_middleware(SecurityHeaders)
 
     def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         return templates.TemplateResponse(request, name, context, status_code=status_code)
@@ -217,9 +232,7 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request, who: Visitor = Depends(visitor)) -> Response:
-        return page(
-            request, "home.html", {"user": who.annotator, "progress": progress_of(who), "kinds": KIND_TITLES}
-        )
+        return page(request, "home.html", {"user": who.annotator, "progress": progress_of(who), "kinds": KIND_TITLES})
 
     @app.get("/annotate/{kind}")
     def annotate_next(request: Request, kind: str, who: Visitor = Depends(visitor)) -> Response:
@@ -294,9 +307,7 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
         return {"name": who.annotator.name, "admin": who.annotator.is_admin, "progress": progress_of(who)}
 
     @app.get("/api/tasks/next")
-    def api_next(
-        kind: str = Query(..., pattern="^(compare|demos)$"), who: Visitor = Depends(visitor)
-    ) -> Response:
+    def api_next(kind: str = Query(..., pattern="^(compare|demos)$"), who: Visitor = Depends(visitor)) -> Response:
         task_id = next_task(db, who.annotator, kind, overlap=overlap)
         if task_id is None:
             return Response(status_code=204)

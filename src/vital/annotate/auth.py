@@ -74,9 +74,7 @@ def issue_login_token(db: AnnotationDB, user: Annotator, *, ttl_hours: float = L
     now = time.time()
     with db.write() as session:
         session.add(
-            LoginToken(
-                token_hash=_hash(token), user_id=user.id, created_at=now, expires_at=now + ttl_hours * 3600.0
-            )
+            LoginToken(token_hash=_hash(token), user_id=user.id, created_at=now, expires_at=now + ttl_hours * 3600.0)
         )
     return token
 
@@ -85,9 +83,7 @@ def login_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/login?token={token}"
 
 
-def redeem_login_token(
-    db: AnnotationDB, token: str, *, ttl_hours: float = SESSION_TTL_HOURS
-) -> LoginSession | None:
+def redeem_login_token(db: AnnotationDB, token: str, *, ttl_hours: float = SESSION_TTL_HOURS) -> LoginSession | None:
     """Spend a login token and open a session; ``None`` if the token is unknown, used or expired."""
     if not token or len(token) > 200:
         return None

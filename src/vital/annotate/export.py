@@ -66,9 +66,7 @@ def preference_records(
 ) -> Iterator[Preference]:
     """The preference pairs implied by the answers; ``skipped`` counts answers that imply none."""
     if source not in PREFERENCE_SOURCES:
-        raise InputError(
-            f"unknown source {source!r} (expected one of {', '.join(PREFERENCE_SOURCES)})", field="--from"
-        )
+        raise InputError(f"unknown source {source!r} (expected one of {', '.join(PREFERENCE_SOURCES)})", field="--from")
     skipped = skipped if skipped is not None else {}
     for task, item, annotator in _answered(db, None if source == "all" else source):
         pairs = list(_pairs(task))

@@ -79,9 +79,7 @@ def browser_image(path: str, window: str = DEFAULT_WINDOW) -> tuple[bytes | Path
     ``ValueError`` for an unknown window name.
     """
     if window != DEFAULT_WINDOW and window not in CT_WINDOWS:
-        raise ValueError(
-            f"unknown window {window!r} (expected one of: {', '.join([DEFAULT_WINDOW, *CT_WINDOWS])})"
-        )
+        raise ValueError(f"unknown window {window!r} (expected one of: {', '.join([DEFAULT_WINDOW, *CT_WINDOWS])})")
     file = Path(path)
     try:
         mtime = file.stat().st_mtime

@@ -65,9 +65,7 @@ def _upsert(db: AnnotationDB, model: type, rows: list[dict[str, Any]]) -> int:
     rows = list({row["id"]: row for row in rows}.values())
     with db.write() as session:
         stored = dict(
-            session.execute(
-                select(table.c.id, table.c.record).where(table.c.id.in_([r["id"] for r in rows]))
-            ).all()
+            session.execute(select(table.c.id, table.c.record).where(table.c.id.in_([r["id"] for r in rows]))).all()
         )
         new = [row for row in rows if row["id"] not in stored]
         if new:
@@ -168,9 +166,7 @@ def _create_items(db: AnnotationDB, advance: Callable[[int], None]) -> tuple[dic
         known = set(session.scalars(select(Item.key)))
         seq = (session.scalar(select(func.max(Item.seq))) or 0) + 1
         rows = session.execute(
-            select(CandidateRow.figure_id, CandidateRow.id)
-            .join(FigureRow)
-            .order_by(FigureRow.seq, CandidateRow.seq)
+            select(CandidateRow.figure_id, CandidateRow.id).join(FigureRow).order_by(FigureRow.seq, CandidateRow.seq)
         )
         by_figure: dict[str, list[str]] = {}
         for figure_id, candidate_id in rows:

@@ -126,8 +126,7 @@ def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]
         item = session.get(Item, task.item_id)
         figure = session.get(FigureRow, item.figure_id)
         candidates = {
-            row.id: row
-            for row in session.scalars(select(CandidateRow).where(CandidateRow.id.in_(task.display_order)))
+            row.id: row for row in session.scalars(select(CandidateRow).where(CandidateRow.id.in_(task.display_order)))
         }
         ids = session.scalars(
             select(Task.id).where(Task.user_id == user.id, Task.kind == task.kind).order_by(Task.id)
@@ -147,8 +146,7 @@ def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]
             "windows": image_info(figure.image).windows if figure.image else [],
         },
         "candidates": [
-            {"id": cid, "conversations": candidates[cid].record["conversations"]}
-            for cid in task.display_order
+            {"id": cid, "conversations": candidates[cid].record["conversations"]} for cid in task.display_order
         ],
         "answer": _answer_view(task),
         "previous_task_id": ids[position - 1] if position > 0 else None,
@@ -283,8 +281,6 @@ def item_progress(db: AnnotationDB, *, overlap: int = 1) -> dict[str, dict[str, 
                 .subquery()
             )
             started = session.scalar(select(func.count()).select_from(answers)) or 0
-            complete = (
-                session.scalar(select(func.count()).select_from(answers).where(answers.c.n >= overlap)) or 0
-            )
+            complete = session.scalar(select(func.count()).select_from(answers).where(answers.c.n >= overlap)) or 0
             result[kind] = {"items": total, "started": started, "complete": complete, "overlap": overlap}
     return result
