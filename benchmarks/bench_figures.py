@@ -27,7 +27,9 @@ MODALITY = {
     "ct_scan": ["Axial contrast-enhanced CT", "Non-contrast CT of the head", "Coronal reformatted CT of the abdomen"],
     "mri": ["Axial T2-weighted MRI", "Sagittal T1-weighted MRI after gadolinium", "Diffusion-weighted MR image"],
     "histology": ["Photomicrograph (H&E, x200)", "Immunohistochemistry for CD34 (x400)", "PAS-stained section (x100)"],
-    "gross": ["Gross photograph of the resected specimen", "Cut surface of the excised mass", "Intraoperative photograph"],
+    "gross": [
+        "Gross photograph of the resected specimen", "Cut surface of the excised mass", "Intraoperative photograph"
+    ],
 }
 FINDINGS = [
     "a well-circumscribed {size} mass with heterogeneous enhancement", "diffuse ground-glass opacities",
@@ -94,7 +96,8 @@ def main() -> None:
             result = run_measured([str(a) for a in args], env={"HF_HUB_OFFLINE": "1"})
             if result.returncode != 0:
                 raise SystemExit(f"{label} failed:\n{result.stderr}")
-            table.add_row(label, f"{result.seconds:.1f}", f"{n / result.seconds:,.0f}", f"{result.peak_rss_mb:.0f}")
+            rate = f"{n / result.seconds:,.0f}"
+            table.add_row(label, f"{result.seconds:.1f}", rate, f"{result.peak_rss_mb:.0f}")
     console.print(table)
 
 

@@ -9,10 +9,16 @@ from vital.jsonl import iter_json_lines
 from vital.sample import round_robin, sample_figures
 
 TOPICS = {
-    "ct_scan": ["Axial CT of the abdomen shows a {} lesion in the liver.", "Contrast CT of the chest with a {} nodule."],
+    "ct_scan": [
+        "Axial CT of the abdomen shows a {} lesion in the liver.",
+        "Contrast CT of the chest with a {} nodule.",
+    ],
     "mri": ["T2-weighted MRI of the brain shows a {} hyperintensity.", "Sagittal MRI of the knee with a {} tear."],
     "histology": ["H&E stained section with {} glandular atypia.", "Immunohistochemistry shows {} nuclear staining."],
-    "chest_xray": ["Chest radiograph shows {} consolidation in the right lower lobe.", "PA chest x-ray with {} effusion."],
+    "chest_xray": [
+        "Chest radiograph shows {} consolidation in the right lower lobe.",
+        "PA chest x-ray with {} effusion.",
+    ],
 }
 WORDS = ["small", "large", "subtle", "marked", "diffuse", "focal", "mild", "severe", "patchy", "rounded"]
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from vital.embeddings import TextEncoder, embed_texts
+from vital.embeddings import EmbeddingCache, TextEncoder, content_key, embed_texts, encode_cached
 from vital.errors import InputError
 from vital.figures import portable_path, read_figures
 from vital.jsonl import atomic_writer, dumps
@@ -44,6 +43,29 @@ class SampleSummary:
     cluster_picked: Counter = field(default_factory=Counter)
     domain_sizes: Counter = field(default_factory=Counter)
     domain_picked: Counter = field(default_factory=Counter)
+
+
+def embed_images(paths: list[str | None], spec: str, cache_dir: Path, show_progress: bool) -> np.ndarray:
+    """Image vectors (zeros where the image is missing), each distinct file encoded once and cached."""
+    from vital.selector.encoders import load_image_encoder
+
+    encoder = load_image_encoder(spec)
+    if encoder is None:
+        return np.zeros((len(paths), 0), np.float32)
+    keys = [content_key(Path(p).read_bytes()) if p and Path(p).is_file() else None for p in paths]
+    present = [i for i, key in enumerate(keys) if key is not None]
+    out = np.zeros((len(paths), encoder.dim), np.float32)
+    if present:
+        out[present] = encode_cached(
+            [keys[i] for i in present],
+            [paths[i] for i in present],
+            encoder.encode,
+            encoder.dim,
+            EmbeddingCache(cache_dir, encoder.name, encoder.dim),
+            description="embedding images",
+            show_progress=show_progress,
+        )
+    return out
 
 
 def cluster(vectors: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -93,13 +115,15 @@ def sample_figures(
     seed: int = 0,
     text_model: str | None = None,
     cache_dir: str | Path | None = None,
-    image_features: Callable[[list[Figure]], np.ndarray] | None = None,
+    image_encoder: str | None = None,
     show_progress: bool = True,
 ) -> SampleSummary:
     """Write a diverse sample of ``n`` figures from ``figures`` to ``out``, each with its ``cluster``.
 
-    ``image_features``, when given, maps figures to image vectors that are
-    concatenated with the text embedding before clustering.
+    ``image_encoder`` (a spec of :func:`vital.selector.encoders.load_image_encoder`,
+    e.g. ``open_clip:local-dir:/models/biomedclip`` or ``descriptor``) adds image
+    vectors to the text embedding before clustering; figures without a readable
+    image get zeros there.
     """
     if n < 1:
         raise InputError("must be at least 1", field="--n")
@@ -109,19 +133,12 @@ def sample_figures(
     ids: list[str] = []
     texts: list[str] = []
     primary_domain: list[str] = []
-    image_vectors: list[np.ndarray] = []
-    batch: list[Figure] = []
+    images: list[str | None] = []
     for figure in read_figures(figures):
         ids.append(figure.id)
         texts.append(figure_text(figure))
         primary_domain.append(figure.domains[0] if figure.domains else "other")
-        if image_features is not None:
-            batch.append(figure)
-            if len(batch) == 256:
-                image_vectors.append(image_features(batch))
-                batch = []
-    if image_features is not None and batch:
-        image_vectors.append(image_features(batch))
+        images.append(figure.image)
     if not ids:
         raise InputError("no figures to sample from", path=figures)
     if len(set(ids)) != len(ids):
@@ -133,8 +150,8 @@ def sample_figures(
         texts, TextEncoder(text_model, max_seq_length=SAMPLE_MAX_TOKENS), cache, show_progress=show_progress
     )
     del texts
-    if image_vectors:
-        vectors = np.hstack([vectors, np.vstack(image_vectors).astype(np.float32)])
+    if image_encoder:
+        vectors = np.hstack([vectors, embed_images(images, image_encoder, cache, show_progress)])
     n_clusters = min(clusters, len(ids))
     labels = cluster(vectors, n_clusters, seed)
     chosen = round_robin(labels, primary_domain, min(n, len(ids)), seed)

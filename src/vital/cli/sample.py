@@ -18,13 +18,20 @@ def register(app: typer.Typer) -> None:
         text_model: str | None = typer.Option(
             None, "--text-model", help="sentence-transformers name or local folder (default: packaged MiniLM)."
         ),
+        image_encoder: str | None = typer.Option(
+            None,
+            "--image-encoder",
+            help="Also cluster on images: open_clip:local-dir:PATH (e.g. BiomedCLIP), open_clip:hf-hub:NAME, "
+            "or descriptor (model-free pixel statistics).",
+        ),
         cache_dir: Path | None = typer.Option(
             None, "--cache-dir", help="Embedding cache (default: .vital-cache/ beside FIGURES)."
         ),
     ) -> None:
         """Pick a diverse sample for clinicians: k-means over embeddings, round-robin across clusters and domains."""
         summary = sample_figures(
-            figures, out, n=n, clusters=clusters, seed=seed, text_model=text_model, cache_dir=cache_dir
+            figures, out, n=n, clusters=clusters, seed=seed, text_model=text_model, cache_dir=cache_dir,
+            image_encoder=image_encoder,
         )
         console = Console()
         by_domain = Table(title=f"{summary.picked} of {summary.n_figures} figures -> {summary.output}")
