@@ -112,3 +112,114 @@ def annotate(workspace: Workspace) -> None:
     say(f"  Afterwards: vital annotate stats --db {path} --scores {workspace.scores}\n"
         f"              vital annotate export --db {path} --kind preferences --out preferences.jsonl",
         soft_wrap=True, highlight=False)
+
+
+@step("Train the selector on judge scores and any clinician preferences (vital selector train)")
+def train_selector(workspace: Workspace) -> None:
+    from vital.jsonl import read_records
+    from vital.records import Preference
+    from vital.selector import Selector, SelectorConfig, read_candidates, read_figure_index
+    from vital.selector.pairs import read_scores
+
+    figures = read_figure_index(workspace.figures)
+    candidates = read_candidates(workspace.candidates, figures)
+    clinician = workspace.root / "preferences.jsonl"  # written by `vital annotate export --kind preferences`
+    preferences = list(read_records(clinician, Preference)) if clinician.exists() else []
+    config = SelectorConfig(human_weight=100, epochs=6)
+    selector = Selector(config, cache_dir=workspace.root / "feature-cache")
+    selector.fit(candidates, figures, preferences=preferences, scores=read_scores(workspace.scores))
+    model_dir = selector.save(workspace.root / "selector")
+    metrics = selector.metrics
+    held = metrics["held_out"] or {"agreement": float("nan"), "pairs": 0}
+    source = "clinician" if metrics["held_out_source"] == "human" else "judge"
+    workspace.wrote(
+        model_dir,
+        f"head over {selector.input_dim} features (MiniLM text, image descriptor) trained on "
+        f"{metrics['pairs']['human_train']} clinician and {metrics['pairs']['model_pairs']} judge pairs; "
+        f"agreement {held['agreement']:.2f} on {held['pairs']} held-out {source} pairs",
+    )
+    if not preferences:
+        workspace.console.print(
+            "  No clinician preferences yet: export them from the annotation app to preferences.jsonl "
+            "and run this step again to mix them in (weight 100).",
+            highlight=False,
+        )
+    workspace.wrote(model_dir / "training_curves.png", "loss and agreement per epoch")
+
+
+@step("Score and select, export LLaVA data (vital selector score, vital select)")
+def select_data(workspace: Workspace) -> None:
+    from vital.select import SelectionPolicy, export_llava, select_candidates, write_report
+    from vital.selector import Selector, read_candidates, read_figure_index
+    from vital.selector.model import write_scores
+
+    figures = read_figure_index(workspace.figures)
+    candidates = read_candidates(workspace.candidates, figures)
+    selector = Selector.load(workspace.root / "selector", cache_dir=workspace.root / "feature-cache")
+    scores_path = workspace.root / "selector-scores.jsonl"
+    features = selector.features(candidates, figures)
+    values = selector.score(candidates, figures, features=features)
+    write_scores(scores_path, candidates, values, judge="selector:selector")
+    encoded = sum(features.encoded.values())
+    workspace.wrote(scores_path, f"{len(candidates)} selector scores ({encoded} inputs encoded; "
+                                 "the rest came from the feature cache)")
+    scores = dict(zip((c.id for c in candidates), values.tolist(), strict=True))
+    result = select_candidates(candidates, scores, SelectionPolicy(top_fraction=0.5, per_figure=2), figures)
+    out = workspace.root / "selected.json"
+    export_llava(result, out)
+    report = write_report(result, out)
+    workspace.wrote(out, f"{len(result.kept)} of {len(candidates)} conversations in LLaVA format (top half, "
+                         "at most 2 per figure)")
+    workspace.wrote(report, "selection report: per-domain counts, score histogram with the cut, examples")
+
+
+@step("Evaluate: VQA metrics in both scoring modes, and a report (vital eval vqa, vital eval report)")
+def evaluate(workspace: Workspace) -> None:
+    from collections import Counter
+
+    from vital.evaluate import evaluate_vqa
+    from vital.evaluate.report import write_report
+    from vital.figures import read_figures
+    from vital.jsonl import write_json_atomic, write_jsonl_atomic
+
+    # A small VQA set about the demo figures, in LLaVA-Med's conversation format: what kind of image each
+    # one is (open), and whether it is of a given kind (closed; every other one asks about another figure's).
+    spoken = {"chest_xray": "chest x-ray", "ct_scan": "ct scan", "gross": "gross specimen"}
+    figures = list(read_figures(workspace.figures))
+    kinds = [spoken.get(f.domains[0], f.domains[0]) if f.domains else "other" for f in figures]
+    questions, answers = [], []
+    for index, (figure, kind) in enumerate(zip(figures, kinds, strict=True)):
+        asked = kinds[(index + 1) % len(kinds)] if index % 2 else kind
+        for suffix, text, answer, answer_type in (
+            ("kind", "What kind of image is this?", kind, "OPEN"),
+            ("is", f"Is this a {asked} image?", "yes" if asked == kind else "no", "CLOSED"),
+        ):
+            questions.append({"id": f"{figure.id}/{suffix}", "image": figure.image, "answer_type": answer_type,
+                              "conversations": [{"from": "human", "value": f"<image>\n{text}"},
+                                                {"from": "gpt", "value": answer}]})
+        # A prior baseline that never looks at the image: "yes", and the commonest kind of the other figures.
+        others = Counter(kinds[:index] + kinds[index + 1:]).most_common(1)[0][0]
+        answers += [{"question_id": f"{figure.id}/kind", "text": f"Assistant: {others}."},
+                    {"question_id": f"{figure.id}/is", "text": "Assistant: Yes"}]
+    gt, pred = workspace.root / "vqa-questions.json", workspace.root / "vqa-answers-prior-baseline.jsonl"
+    write_json_atomic(gt, questions)
+    write_jsonl_atomic(pred, answers)
+    workspace.wrote(gt, f"{len(questions)} questions about the demo figures (LLaVA-Med conversation format)")
+    workspace.wrote(pred, "answers of a prior baseline that ignores the image (a floor any model must beat)")
+    results = []
+    for name, compat in (("default", None), ("llava-med", "llava-med")):
+        result = evaluate_vqa(gt, pred, compat=compat)
+        path = workspace.root / f"vqa-results-{name}.json"
+        write_json_atomic(path, result.to_json())
+        results.append((f"prior baseline, {name} scoring", path))
+        m = result.metrics
+        workspace.wrote(path, f"{name} scoring: open recall {m['recall']:.1f}, closed accuracy "
+                              f"{m['closed_accuracy']:.1f}, open precision {m['precision']:.1f} "
+                              "('assistant:' counts as a word only in llava-med scoring)")
+    report = write_report(results, workspace.root / "eval-report", title="Demo evaluation")
+    workspace.wrote(report, "Markdown report with per-metric bar charts (PNG)")
+    workspace.console.print(
+        f"  With a model: vital eval answer --questions {gt} --backend transformers --model LLAVA_DIR "
+        f"--out answers.jsonl, then vital eval vqa --gt {gt} --pred answers.jsonl",
+        soft_wrap=True, highlight=False,
+    )
