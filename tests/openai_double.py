@@ -92,7 +92,16 @@ class DoubleState:
     ok: int = 0
     first_time: float | None = None
     last_ok_time: float | None = None
+    ok_times: list[float] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+
+    def steady_rate(self) -> float | None:
+        """Replies per second over the middle 80 % of replies (without ramp-up and tail)."""
+        times = sorted(self.ok_times)
+        low, high = len(times) // 10, len(times) * 9 // 10
+        if high - low < 2 or times[high] <= times[low]:
+            return None
+        return (high - low) / (times[high] - times[low])
 
     def stats(self) -> dict[str, Any]:
         outcomes: dict[str, int] = {}
@@ -101,7 +110,7 @@ class DoubleState:
         return {"requests": len(self.requests), "ok": self.ok, "outcomes": outcomes,
                 "high_water": self.high_water,
                 "first_time": self.first_time,
-                "last_ok_time": self.last_ok_time}
+                "last_ok_time": self.last_ok_time, "steady_rate": self.steady_rate()}
 
 
 def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
@@ -156,6 +165,7 @@ def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
             text = canned[fault] if fault in canned else config.reply(body)
             state.ok += fault == "ok"
             state.last_ok_time = time.time()
+            state.ok_times.append(state.last_ok_time)
             reply = {
                 "id": f"chatcmpl-{logged.number}",
                 "object": "chat.completion",

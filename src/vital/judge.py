@@ -43,7 +43,7 @@ import itertools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -63,7 +63,7 @@ from vital.llm import (
     ReplyError,
     RunStats,
     drop_if_empty,
-    map_jobs,
+    run_jobs,
     sibling_path,
     summary_table,
 )
@@ -491,25 +491,17 @@ def judge(candidates: str | Path, figures: str | Path, out: str | Path, config: 
                          rationale=rationale, backend=judge_.backend, **extra)
 
         title = "judging pairs" if config.pairwise else f"judging ({config.unit}s)"
-        if config.backend == "heuristic":
-            heuristic = HeuristicJudge()
-            stats = asyncio.run(map_jobs(items, lambda item: work(heuristic, item), on_result=on_result,
-                                         on_failure=on_failure, workers=1, total=total,
-                                         title=f"{title}, heuristic", console=console))
-            engine = None
-        else:
-            engine_config = engine_config or EngineConfig()
+        offline = config.backend == "heuristic"
+        engine_config = None if offline else engine_config or EngineConfig()
 
-            async def run() -> tuple[RunStats, Engine]:
-                async with Engine.beside(out, engine_config, cache=config.cache) as engine:
-                    model = ModelJudge(engine, config.temperature, config.max_tokens)
-                    stats = await map_jobs(items, lambda item: work(model, item), on_result=on_result,
-                                           on_failure=on_failure, workers=engine.workers, total=total,
-                                           title=f"{title}, {engine_config.label}", engine=engine,
-                                           console=console)
-                return stats, engine
+        def make_work(engine: Engine | None) -> Callable[[_Item], Awaitable[Score | Preference | dict]]:
+            chosen = HeuristicJudge() if engine is None else ModelJudge(engine, config.temperature,
+                                                                         config.max_tokens)
+            return lambda item: work(chosen, item)
 
-            stats, engine = asyncio.run(run())
+        stats, engine = run_jobs(items, make_work, on_result=on_result, on_failure=on_failure, total=total,
+                                 title=title + (", heuristic" if offline else ""),
+                                 engine_config=engine_config, out=out, cache=config.cache, console=console)
         stats.skipped = skipped[0]
         extra = {"ties (verdict flipped with order)": tie_count} if config.pairwise else None
         console.print(summary_table(stats, engine, extra))

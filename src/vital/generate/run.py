@@ -15,12 +15,11 @@ figures whose id hashes to ``i`` modulo ``n``, the same on every machine.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mmap
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from vital.llm import (
     JobFailed,
     RunStats,
     drop_if_empty,
-    map_jobs,
+    run_jobs,
     summary_table,
 )
 from vital.records import Candidate, Figure
@@ -249,21 +248,14 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
         def on_failure(job: _Job, failure: JobFailed) -> None:
             failures.record(job.id, failure.reason, figure_id=job.figure.id, k=job.k, **failure.details)
 
-        if config.backend == "caption":
+        offline = config.backend == "caption"
+        engine_config = None if offline else engine_config or EngineConfig()
 
-            async def write_from_caption(job: _Job) -> Candidate:
-                return candidate(job, caption_conversation(job.figure, job.k), dict(CAPTION_BACKEND))
-
-            stats = asyncio.run(map_jobs(jobs, write_from_caption, on_result=on_result, on_failure=on_failure,
-                                         workers=1, total=total, title="generating (caption backend)",
-                                         console=console))
-            stats.skipped = skipped[0]
-            console.print(summary_table(stats))
-            return GenerateReport(stats, out, failures.path)
-
-        engine_config = engine_config or EngineConfig()
+        async def write_from_caption(job: _Job) -> Candidate:
+            return candidate(job, caption_conversation(job.figure, job.k), dict(CAPTION_BACKEND))
 
         async def ask_model(engine: Engine, job: _Job) -> Candidate:
+            assert engine_config is not None
             if not job.figure.image:
                 raise JobFailed("figure has no image")
             demos = policy(job.figure, job.k) if policy else []
@@ -284,15 +276,12 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
             usage = {**completion.usage, "cached": completion.cached, "attempts": completion.attempts}
             return candidate(job, completion.parsed, generator, usage)
 
-        async def run() -> tuple[RunStats, Engine]:
-            async with Engine.beside(out, engine_config, cache=config.cache) as engine:
-                stats = await map_jobs(jobs, lambda job: ask_model(engine, job), on_result=on_result,
-                                       on_failure=on_failure, workers=engine.workers, total=total,
-                                       title=f"generating ({engine_config.label})", engine=engine,
-                                       console=console)
-            return stats, engine
+        def make_work(engine: Engine | None) -> Callable[[_Job], Awaitable[Candidate]]:
+            return write_from_caption if engine is None else lambda job: ask_model(engine, job)
 
-        stats, engine = asyncio.run(run())
+        stats, engine = run_jobs(jobs, make_work, on_result=on_result, on_failure=on_failure, total=total,
+                                 title="generating" + (" (caption backend)" if offline else ""),
+                                 engine_config=engine_config, out=out, cache=config.cache, console=console)
         stats.skipped = skipped[0]
         console.print(summary_table(stats, engine))
         return GenerateReport(stats, out, failures.path, engine)

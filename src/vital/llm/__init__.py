@@ -59,7 +59,7 @@ from vital.llm.engine import (
 )
 from vital.llm.images import image_data_url, image_part
 from vital.llm.prices import DEFAULT_PRICES, estimate_cost, load_prices
-from vital.llm.runner import RunStats, drop_if_empty, map_jobs, summary_table
+from vital.llm.runner import RunStats, drop_if_empty, map_jobs, run_jobs, summary_table
 from vital.llm.store import sibling_path
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "drop_if_empty",
     "load_prices",
     "map_jobs",
+    "run_jobs",
     "sibling_path",
     "summary_table",
 ]

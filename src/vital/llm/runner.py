@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vital.llm.engine import Engine, JobFailed
+from vital.llm.engine import Engine, EngineConfig, JobFailed
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -112,6 +112,41 @@ async def map_jobs(
             await asyncio.gather(*tasks, return_exceptions=True)
             stats.elapsed_s = time.monotonic() - started
     return stats
+
+
+def run_jobs(
+    jobs: Iterable[J],
+    make_work: Callable[[Engine | None], Callable[[J], Awaitable[R]]],
+    *,
+    on_result: Callable[[J, R], Any],
+    on_failure: Callable[[J, JobFailed], Any],
+    title: str,
+    total: int | None = None,
+    engine_config: EngineConfig | None = None,
+    out: str | Path | None = None,
+    cache: str | Path | None = None,
+    console: Console | None = None,
+) -> tuple[RunStats, Engine | None]:
+    """:func:`map_jobs` from synchronous code, with or without a model.
+
+    With ``engine_config``, an :class:`Engine` logging beside ``out`` is opened
+    for the run and ``make_work(engine)`` gives the work function; without one
+    (an offline backend), ``make_work(None)`` runs on a single worker.
+    """
+
+    async def run() -> tuple[RunStats, Engine | None]:
+        if engine_config is None:
+            stats = await map_jobs(jobs, make_work(None), on_result=on_result, on_failure=on_failure,
+                                   workers=1, total=total, title=title, console=console)
+            return stats, None
+        assert out is not None, "a model run keeps its call log beside its output"
+        async with Engine.beside(out, engine_config, cache=cache) as engine:
+            stats = await map_jobs(jobs, make_work(engine), on_result=on_result, on_failure=on_failure,
+                                   workers=engine.workers, total=total, engine=engine, console=console,
+                                   title=f"{title} ({engine_config.label})")
+        return stats, engine
+
+    return asyncio.run(run())
 
 
 def summary_table(stats: RunStats, engine: Engine | None = None,
