@@ -87,10 +87,11 @@ def main() -> None:
         corpus = root / "captions.json"
         write_corpus(corpus, n)
         size_mb = corpus.stat().st_size / 1e6
+        figures = root / "figures.jsonl"
         steps = [
-            (f"import ({size_mb:.0f} MB JSON)", ["figures", "import", corpus, "--out", root / "figures.jsonl"]),
-            ("sample, embeddings cold", ["sample", root / "figures.jsonl", "--n", "1000", "--out", root / "s1.jsonl"]),
-            ("sample, embeddings cached", ["sample", root / "figures.jsonl", "--n", "1000", "--out", root / "s2.jsonl"]),
+            (f"import ({size_mb:.0f} MB JSON)", ["figures", "import", corpus, "--out", figures]),
+            ("sample, embeddings cold", ["sample", figures, "--n", "1000", "--out", root / "s1.jsonl"]),
+            ("sample, embeddings cached", ["sample", figures, "--n", "1000", "--out", root / "s2.jsonl"]),
         ]
         for label, args in steps:
             result = run_measured([str(a) for a in args], env={"HF_HUB_OFFLINE": "1"})

@@ -83,3 +83,21 @@ def test_bad_arguments(figures_file, tmp_path):
     duplicate.write_text('{"id": "a", "caption": "x"}\n{"id": "a", "caption": "y"}\n')
     with pytest.raises(InputError, match="more than once"):
         sample_figures(duplicate, tmp_path / "x.jsonl", n=1)
+
+
+def test_image_encoder_adds_image_vectors_and_tolerates_missing_images(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    records = []
+    for i in range(12):
+        Image.fromarray(np.full((16, 16), 20 * i, np.uint8)).save(folder / f"{i}.png")
+        records.append({"id": f"f{i}", "caption": "Axial CT of the chest.", "image": f"images/{i}.png"})
+    records.append({"id": "no-image", "caption": "Axial CT of the chest.", "image": "images/absent.png"})
+    path = tmp_path / "figures.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = sample_figures(path, tmp_path / "s.jsonl", n=4, clusters=4, image_encoder="descriptor",
+                             show_progress=False)
+    # identical captions: only the image vectors can separate the figures into 4 clusters
+    assert summary.picked == 4 and len(summary.cluster_picked) == 4
