@@ -183,13 +183,13 @@ def evaluate(workspace: Workspace) -> None:
     from vital.jsonl import write_json_atomic, write_jsonl_atomic
 
     # A small VQA set about the demo figures, in LLaVA-Med's conversation format: what kind of image each
-    # one is (open), and whether it is of a given kind (closed; every other one asks about another figure's).
+    # one is (open), and whether it is of a given kind (closed; every other one asks about a kind it is not).
     spoken = {"chest_xray": "chest x-ray", "ct_scan": "ct scan", "gross": "gross specimen"}
     figures = list(read_figures(workspace.figures))
     kinds = [spoken.get(f.domains[0], f.domains[0]) if f.domains else "other" for f in figures]
     questions, answers = [], []
     for index, (figure, kind) in enumerate(zip(figures, kinds, strict=True)):
-        asked = kinds[(index + 1) % len(kinds)] if index % 2 else kind
+        asked = next((k for k in kinds[index + 1 :] + kinds[:index] if k != kind), kind) if index % 2 else kind
         for suffix, text, answer, answer_type in (
             ("kind", "What kind of image is this?", kind, "OPEN"),
             ("is", f"Is this a {asked} image?", "yes" if asked == kind else "no", "CLOSED"),
