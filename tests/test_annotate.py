@@ -184,6 +184,13 @@ def test_loading_names_the_line_of_a_candidate_for_an_unknown_figure(tmp_path: P
     assert error.value.line == lines and error.value.field == "figure_id" and "nope" in str(error.value)
 
 
+def test_an_unreachable_database_is_one_line_without_the_password() -> None:
+    with pytest.raises(InputError) as error:
+        AnnotationDB("postgresql://bob:s3cret@127.0.0.1:9/annotations")
+    assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
+    assert str(error.value).startswith("postgresql+psycopg://bob:***@127.0.0.1:9/annotations: cannot open")
+
+
 def test_a_database_from_a_newer_vital_is_refused(tmp_path: Path) -> None:
     database = AnnotationDB(tmp_path / "a.db")
     with database.write() as session:

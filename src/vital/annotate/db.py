@@ -163,9 +163,13 @@ MIGRATIONS: dict[int, Any] = {}
 
 
 def database_url(value: str | Path) -> str:
-    """A SQLAlchemy URL; a plain path means a SQLite file."""
+    """A SQLAlchemy URL; a plain path means a SQLite file, and ``postgresql://`` uses psycopg 3."""
     text = str(value)
-    return text if "://" in text else f"sqlite:///{Path(text).expanduser()}"
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser()}"
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    return text
 
 
 def _make_engine(url: str) -> Engine:
@@ -223,8 +227,13 @@ class AnnotationDB:
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         self._ensure_schema()
 
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def __repr__(self) -> str:
-        return f"AnnotationDB({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"AnnotationDB({self.display_url!r})"
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -247,7 +256,8 @@ class AnnotationDB:
         try:
             Base.metadata.create_all(self.engine)
         except OperationalError as exc:
-            raise InputError(f"cannot open the database ({exc.orig})", path=self.url) from None
+            reason = " ".join(str(exc.orig).split())  # drivers' messages span lines
+            raise InputError(f"cannot open the database ({reason})", path=self.display_url) from None
         with self.write() as session:
             info = session.get(SchemaInfo, 1)
             if info is None:
@@ -257,7 +267,7 @@ class AnnotationDB:
                 raise InputError(
                     f"the database has schema version {info.version}, newer than this vital "
                     f"understands ({SCHEMA_VERSION}); upgrade vital",
-                    path=self.url,
+                    path=self.display_url,
                 )
             for version in range(info.version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version](session)
