@@ -137,9 +137,7 @@ def sign_in(client: TestClient | httpx.Client, db: AnnotationDB, name: str, *, a
     return client.cookies["csrf_token"]
 
 
-def client_for(
-    db: AnnotationDB, name: str, *, overlap: int = 1, admin: bool = False
-) -> tuple[TestClient, dict]:
+def client_for(db: AnnotationDB, name: str, *, overlap: int = 1, admin: bool = False) -> tuple[TestClient, dict]:
     client = TestClient(create_app(db, overlap=overlap))
     return client, {"X-CSRF-Token": sign_in(client, db, name, admin=admin)}
 
@@ -175,8 +173,7 @@ def test_loading_names_the_line_of_a_candidate_for_an_unknown_figure(tmp_path: P
     figures, candidates = make_corpus(tmp_path)
     with candidates.open("a") as handle:
         handle.write(
-            json.dumps({"id": "x", "figure_id": "nope", "conversations": [{"from": "human", "value": "Q"}]})
-            + "\n"
+            json.dumps({"id": "x", "figure_id": "nope", "conversations": [{"from": "human", "value": "Q"}]}) + "\n"
         )
     lines = len(candidates.read_text().splitlines())
     with pytest.raises(InputError) as error:
@@ -313,6 +310,35 @@ def test_progress_counts_answered_open_and_available_items(db: AnnotationDB) -> 
     assert "task 3 · 2 answered · 7 left" in client.get("/annotate/compare").text
 
 
+def test_released_open_tasks_go_to_other_annotators(db: AnnotationDB) -> None:
+    from vital.annotate.tasks import release_open_tasks
+
+    ana, ana_headers = client_for(db, "ana", overlap=2)
+    kept = ana.get("/api/tasks/next?kind=demos").json()
+    ana.post(f"/api/tasks/{kept['task_id']}/answer", json={"best": None, "acceptable": []}, headers=ana_headers)
+    left = ana.get("/api/tasks/next?kind=demos").json()
+    ben, ben_headers = client_for(db, "ben", overlap=2)
+    answer_all(ben, ben_headers, "demos", lambda task: {"best": None, "acceptable": []})
+    cai, _ = client_for(db, "cai", overlap=2)
+    first_for_cai = cai.get("/api/tasks/next?kind=demos").json()  # fig2: the only item with a free place
+    assert first_for_cai["figure"]["id"] not in (kept["figure"]["id"], left["figure"]["id"])
+
+    assert release_open_tasks(db, "ana") == 1
+    assert ana.get(f"/api/tasks/{left['task_id']}").status_code == 404
+    assert release_open_tasks(db, "ana") == 0
+    cai.post(
+        f"/api/tasks/{first_for_cai['task_id']}/answer",
+        json={"best": None, "acceptable": []},
+        headers={"X-CSRF-Token": cai.cookies["csrf_token"]},
+    )
+    assert cai.get("/api/tasks/next?kind=demos").json()["figure"]["id"] == left["figure"]["id"]
+    with db.read() as session:
+        slots = [(t.item_id, t.slot) for t in session.query(Task)]
+    assert len(set(slots)) == len(slots)
+    with pytest.raises(InputError, match="no annotator named 'zed'"):
+        release_open_tasks(db, "zed")
+
+
 def test_display_order_is_random_per_task_and_a_means_the_first_shown(db: AnnotationDB) -> None:
     orders = set()
     for name in [f"user{i}" for i in range(12)]:
@@ -340,9 +366,7 @@ def test_submitting_twice_keeps_one_answer_and_revising_replaces_it(db: Annotati
     assert revised.json()["changed"] is True
     with db.read() as session:
         rows = session.query(Task).filter(Task.answered_at.is_not(None)).all()
-    assert (
-        len(rows) == 1 and rows[0].label == "tie" and rows[0].comment == "unsure" and rows[0].revisions == 1
-    )
+    assert len(rows) == 1 and rows[0].label == "tie" and rows[0].comment == "unsure" and rows[0].revisions == 1
     assert client.get(f"/api/tasks/{task['task_id']}").json()["answer"]["choice"] == "tie"
 
 
@@ -353,10 +377,7 @@ def test_invalid_answers_and_tasks_are_clear_4xx(db: AnnotationDB) -> None:
     url = f"/api/tasks/{compare['task_id']}/answer"
 
     response = client.post(url, json={"choice": "C"}, headers=headers)
-    assert (
-        response.status_code == 422
-        and "'choice' must be one of A, B, tie, both_bad" in response.json()["detail"]
-    )
+    assert response.status_code == 422 and "'choice' must be one of A, B, tie, both_bad" in response.json()["detail"]
     assert "unexpected field 'best'" in client.post(url, json={"best": "x"}, headers=headers).json()["detail"]
     assert client.post(url, json=["A"], headers=headers).status_code == 422
     assert client.post("/api/tasks/999999/answer", json={"choice": "A"}, headers=headers).status_code == 404
@@ -377,9 +398,7 @@ def test_invalid_answers_and_tasks_are_clear_4xx(db: AnnotationDB) -> None:
 # ---- images ---------------------------------------------------------------------------------------------
 
 
-def test_images_are_served_by_figure_id_and_dicom_has_window_presets(
-    db: AnnotationDB, tmp_path: Path
-) -> None:
+def test_images_are_served_by_figure_id_and_dicom_has_window_presets(db: AnnotationDB, tmp_path: Path) -> None:
     client, _ = client_for(db, "ana")
     png = client.get("/images/fig0")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
@@ -394,9 +413,7 @@ def test_images_are_served_by_figure_id_and_dicom_has_window_presets(
 
     headers = {"X-CSRF-Token": client.cookies["csrf_token"]}
     while (task := client.get("/api/tasks/next?kind=demos").json())["figure"]["id"] != "fig1":
-        client.post(
-            f"/api/tasks/{task['task_id']}/answer", json={"best": None, "acceptable": []}, headers=headers
-        )
+        client.post(f"/api/tasks/{task['task_id']}/answer", json={"best": None, "acceptable": []}, headers=headers)
     assert "lung" in task["figure"]["windows"] and task["figure"]["image_url"] == "/images/fig1"
 
 
@@ -405,9 +422,7 @@ def test_no_path_from_a_request_reaches_the_file_system(db: AnnotationDB, monkey
 
     opened = []
     real = app_module.browser_image
-    monkeypatch.setattr(
-        app_module, "browser_image", lambda path, window: opened.append(path) or real(path, window)
-    )
+    monkeypatch.setattr(app_module, "browser_image", lambda path, window: opened.append(path) or real(path, window))
     client, _ = client_for(db, "ana")
     attempts = [
         "/images/../../etc/passwd",
@@ -538,9 +553,7 @@ def test_exports_and_agreement_on_hand_made_answers(db: AnnotationDB, tmp_path: 
     assert compare.kappa == pytest.approx(cohen_kappa(ana_labels, ben_labels))
     alpha = next(k for k in report.overall if k.kind == "compare")
     assert alpha.items_with_overlap == 9
-    assert alpha.alpha == pytest.approx(
-        krippendorff_alpha_nominal(list(zip(ana_labels, ben_labels, strict=True)))
-    )
+    assert alpha.alpha == pytest.approx(krippendorff_alpha_nominal(list(zip(ana_labels, ben_labels, strict=True))))
     demos_pair = next(p for p in report.pairs if p.kind == "demos")
     assert demos_pair.observed == pytest.approx(2 / 3)
 
@@ -599,9 +612,7 @@ def test_cli_add_user_prints_a_link_last_and_export_and_stats_work(db: Annotatio
     answer_all(client, headers, "compare", lambda task: {"choice": "A"})
 
     out = tmp_path / "prefs.jsonl"
-    result = runner.invoke(
-        app, ["annotate", "export", "--db", db.url, "--kind", "preferences", "--out", str(out)]
-    )
+    result = runner.invoke(app, ["annotate", "export", "--db", db.url, "--kind", "preferences", "--out", str(out)])
     assert result.exit_code == 0 and "wrote 9 preference pairs" in result.stdout
     assert len(list(read_records(out, Preference))) == 9
     result = runner.invoke(app, ["annotate", "stats", "--db", db.url, "--json"])
@@ -614,9 +625,7 @@ def test_cli_add_user_prints_a_link_last_and_export_and_stats_work(db: Annotatio
             for i in range(3)
         )
     )
-    result = runner.invoke(
-        app, ["annotate", "stats", "--db", db.url, "--scores", str(scores)], terminal_width=160
-    )
+    result = runner.invoke(app, ["annotate", "stats", "--db", db.url, "--scores", str(scores)], terminal_width=160)
     assert result.exit_code == 0 and "Answers per annotator" in result.stdout
     assert "Agreement with the model judge" in result.stdout
 
@@ -696,9 +705,7 @@ def test_parallel_clients_lose_and_duplicate_no_answer(tmp_path: Path) -> None:
             rng = random.Random(tab_number)
             done = 0
             with ThreadPoolExecutor(2) as clicks:
-                while (
-                    response := client.get("/api/tasks/next", params={"kind": "compare"})
-                ).status_code == 200:
+                while (response := client.get("/api/tasks/next", params={"kind": "compare"})).status_code == 200:
                     task_id = response.json()["task_id"]
                     choice = rng.choice(["A", "B", "tie", "both_bad"])
                     if rng.random() < 0.3:  # a double click: the same answer twice at once
@@ -788,9 +795,7 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_postgresql_routing_answers_and_exports_under_parallel_annotators(
-    postgres_url, tmp_path: Path
-) -> None:
+def test_postgresql_routing_answers_and_exports_under_parallel_annotators(postgres_url, tmp_path: Path) -> None:
     from vital.annotate import next_task, submit_answer
 
     database = AnnotationDB(postgres_url)
@@ -813,10 +818,7 @@ def test_postgresql_routing_answers_and_exports_under_parallel_annotators(
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(8)))
     assert_answered_exactly_once(database, accepted, overlap=2, items=36)
-    assert (
-        sum(agreement_report(database).answers[name]["compare"] for name in ("ana", "ben", "cai", "dee"))
-        == 72
-    )
+    assert sum(agreement_report(database).answers[name]["compare"] for name in ("ana", "ben", "cai", "dee")) == 72
     with database.read() as session:
         decisive = session.query(Task).filter(Task.label.not_in(["tie", "both_bad"])).count()
     assert export_preferences(database, tmp_path / "prefs.jsonl", source="compare").records == decisive > 0
@@ -874,9 +876,7 @@ def test_two_annotators_with_overlap_two_on_the_demo_workspace(tmp_path: Path) -
     )
     assert result.exit_code == 0, result.output
     preferences = list(read_records(out, Preference))
-    assert {p.annotator for p in preferences} == {"ana", "ben"} and all(
-        p.source == "human" for p in preferences
-    )
+    assert {p.annotator for p in preferences} == {"ana", "ben"} and all(p.source == "human" for p in preferences)
 
     result = runner.invoke(cli, ["annotate", "stats", "--db", database.url, "--json"])
     stats = json.loads(result.stdout)

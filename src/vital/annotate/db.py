@@ -6,9 +6,9 @@ Two invariants carry the app's guarantees and are enforced by the database
 itself, so they hold with any number of server threads or processes:
 
 * ``tasks (item_id, user_id)`` is unique: nobody gets the same item twice;
-* ``tasks (item_id, slot)`` is unique and ``items.assigned`` is only ever
-  raised by a conditional ``UPDATE ... WHERE assigned < overlap``: an item
-  goes to at most ``overlap`` annotators.
+* ``items.assigned`` is only ever raised by a conditional
+  ``UPDATE ... WHERE assigned < overlap``: an item goes to at most ``overlap``
+  annotators (and ``tasks (item_id, slot)`` is unique besides).
 
 An answer lives on its task row (one row per annotator and item), so a
 retried or doubled submission can only overwrite it, never add a second one.

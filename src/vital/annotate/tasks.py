@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from vital.annotate.auth import Annotator
 from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, FigureRow, Item, Task, User
 from vital.annotate.images import image_info
+from vital.errors import InputError
 
 COMPARE_CHOICES = ("A", "B", "tie", "both_bad")
 MAX_COMMENT = 5000
@@ -93,13 +94,15 @@ def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1)
                 ).scalar()
                 if claimed is None:
                     continue  # someone else took the last place; look again
+                # the update above locks the item's row, so the slots read here are settled
+                used = set(session.scalars(select(Task.slot).where(Task.item_id == item.id)))
                 order = list(item.candidate_ids)
                 _shuffler.shuffle(order)
                 task = Task(
                     item_id=item.id,
                     user_id=user.id,
                     kind=kind,
-                    slot=claimed - 1,
+                    slot=min(set(range(len(used) + 1)) - used),
                     display_order=order,
                     assigned_at=time.time(),
                     revisions=0,
@@ -110,6 +113,22 @@ def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1)
         except IntegrityError:
             continue  # a parallel request of the same annotator assigned it first
     raise RuntimeError("could not assign a task after 20 attempts (heavy contention)")
+
+
+def release_open_tasks(db: AnnotationDB, name: str) -> int:
+    """Give an annotator's unanswered tasks back to the pool (for someone who will not come back).
+
+    Their answered tasks stay.  Returns how many tasks were released.
+    """
+    with db.write() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise InputError(f"no annotator named {name!r}", field="NAME")
+        released = session.scalars(select(Task).where(Task.user_id == user.id, Task.answered_at.is_(None))).all()
+        for task in released:
+            session.execute(update(Item).where(Item.id == task.item_id).values(assigned=Item.assigned - 1))
+            session.delete(task)
+        return len(released)
 
 
 def _own_task(session: Any, user: Annotator, task_id: int) -> Task:

@@ -102,6 +102,18 @@ def register(app: typer.Typer) -> None:
         typer.echo(login_url(base_url or f"http://{host}:{port}", token))
 
     @group.command()
+    def release(
+        name: str = typer.Argument(..., help="The annotator whose open tasks go back to the pool."),
+        db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
+    ) -> None:
+        """Return an annotator's unanswered tasks to the pool (their answers stay)."""
+        from vital.annotate import AnnotationDB
+        from vital.annotate.tasks import release_open_tasks
+
+        count = release_open_tasks(AnnotationDB(db), name)
+        typer.echo(f"released {count} open tasks of {name!r}")
+
+    @group.command()
     def export(
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
         kind: ExportKind = typer.Option(..., "--kind", help="preferences (pairs) or demos (figure records)."),
@@ -128,9 +140,7 @@ def register(app: typer.Typer) -> None:
     @group.command()
     def stats(
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
-        scores: Path | None = typer.Option(
-            None, "--scores", help="Judge scores JSONL: agreement with the judge."
-        ),
+        scores: Path | None = typer.Option(None, "--scores", help="Judge scores JSONL: agreement with the judge."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Answers per annotator, Cohen's kappa per pair, Krippendorff's alpha, agreement with the judge."""
@@ -158,8 +168,7 @@ def _print_load(database: object, figures: Path, candidates: Path) -> None:
         typer.echo(f"  {summary.figures_without_pairs} figures have fewer than 2 candidates and get no items")
     if summary.figures_truncated:
         typer.echo(
-            f"  {summary.figures_truncated} figures have more than 4 candidates: "
-            "demonstration items show their first 4"
+            f"  {summary.figures_truncated} figures have more than 4 candidates: demonstration items show their first 4"
         )
 
 
@@ -179,9 +188,7 @@ def _print_report(report: object) -> None:
         answers.add_row(name, str(counts["compare"]), str(counts["demos"]))
     console.print(answers)
 
-    overall = Table(
-        title="Agreement per task kind (labels: preferred candidate / tie / both_bad; best / none)"
-    )
+    overall = Table(title="Agreement per task kind (labels: preferred candidate / tie / both_bad; best / none)")
     for column in ("kind", "items with 2+ answers", "Krippendorff's alpha", "answers by label"):
         overall.add_column(column)
     for row in report.overall:
