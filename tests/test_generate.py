@@ -357,3 +357,20 @@ def test_cli_refused_key_stops_with_one_line_and_status_2(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1
     assert "HTTP 401" in errors[0] and "sk-wrong-key-77" not in result.stderr + result.stdout
+
+
+def test_a_lost_output_is_rebuilt_from_the_cache_without_calls(tmp_path):
+    figures = write_figures(tmp_path, 4)
+    out = tmp_path / "candidates.jsonl"
+    config = GenerateConfig(candidates=2, demos=_write_demos(tmp_path), demo_policy="random:1")
+    with running_double(DoubleConfig()) as double:
+        generate(figures, out, config, _engine(double))
+        first = out.read_text()
+        calls = len(double.state.requests)
+        out.unlink()
+        report = generate(figures, out, config, _engine(double))
+    assert calls == 8 and len(double.state.requests) == 8  # same prompts (seeded demo draws): all cached
+    assert report.stats.done == 8 and report.engine.usage.cached == 8
+    assert sorted(first.splitlines()) == sorted(
+        line.replace('"cached":true', '"cached":false') for line in out.read_text().splitlines()
+    )
