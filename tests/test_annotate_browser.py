@@ -92,7 +92,16 @@ def test_sign_in_annotate_three_items_with_the_keyboard_and_export(browser, tmp_
         assert image.evaluate("img => img.naturalWidth") == 128
         page.keyboard.press("+")
         assert "scale(1.5)" in image.evaluate("img => img.style.transform")
+        box = page.locator("#viewer").bounding_box()
+        page.keyboard.down("Shift")
+        page.mouse.move(box["x"] + 300, box["y"] + 200)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 400, box["y"] + 150, steps=4)
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        assert image.evaluate("img => img.style.filter") != "brightness(1) contrast(1)"
         page.keyboard.press("r")
+        assert image.evaluate("img => img.style.filter") == "brightness(1) contrast(1)"
         page.select_option("#window", "lung")
         expect(image).to_have_attribute("src", "/images/fig1?window=lung")
         expect(image).to_have_js_property("complete", True)

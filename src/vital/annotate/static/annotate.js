@@ -45,10 +45,12 @@
   const viewer = document.getElementById("viewer");
   const image = document.getElementById("figure-image");
   const windowSelect = document.getElementById("window");
-  const view = { scale: 1, x: 0, y: 0 };
+  const view = { scale: 1, x: 0, y: 0, brightness: 1, contrast: 1 };
 
   function applyView() {
-    if (image) image.style.transform = "translate(" + view.x + "px," + view.y + "px) scale(" + view.scale + ")";
+    if (!image) return;
+    image.style.transform = "translate(" + view.x + "px," + view.y + "px) scale(" + view.scale + ")";
+    image.style.filter = "brightness(" + view.brightness + ") contrast(" + view.contrast + ")";
   }
   function zoomAt(factor, px, py) {
     const scale = Math.min(20, Math.max(1, view.scale * factor));
@@ -60,7 +62,10 @@
     applyView();
   }
   function zoomCenter(factor) { zoomAt(factor, viewer.clientWidth / 2, viewer.clientHeight / 2); }
-  function resetView() { view.scale = 1; view.x = 0; view.y = 0; applyView(); }
+  function resetView() {
+    Object.assign(view, { scale: 1, x: 0, y: 0, brightness: 1, contrast: 1 });
+    applyView();
+  }
 
   if (image) {
     image.addEventListener("error", function () {
@@ -75,17 +80,25 @@
       const box = viewer.getBoundingClientRect();
       zoomAt(2, event.clientX - box.left, event.clientY - box.top);
     });
+    // drag pans; Shift+drag sets contrast (left-right) and brightness (up-down), as in radiology viewers
     let drag = null;
     viewer.addEventListener("pointerdown", function (event) {
       if (event.target.closest(".viewer-tools")) return;
-      drag = { x: event.clientX - view.x, y: event.clientY - view.y };
+      drag = { x: event.clientX, y: event.clientY, start: Object.assign({}, view), shift: event.shiftKey };
       viewer.setPointerCapture(event.pointerId);
       viewer.classList.add("dragging");
     });
     viewer.addEventListener("pointermove", function (event) {
       if (!drag) return;
-      view.x = event.clientX - drag.x;
-      view.y = event.clientY - drag.y;
+      const dx = event.clientX - drag.x;
+      const dy = event.clientY - drag.y;
+      if (drag.shift) {
+        view.contrast = Math.min(5, Math.max(0.2, drag.start.contrast * Math.exp(dx / 200)));
+        view.brightness = Math.min(5, Math.max(0.2, drag.start.brightness * Math.exp(-dy / 200)));
+      } else {
+        view.x = drag.start.x + dx;
+        view.y = drag.start.y + dy;
+      }
       applyView();
     });
     const endDrag = function () { drag = null; viewer.classList.remove("dragging"); };
