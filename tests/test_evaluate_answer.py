@@ -175,7 +175,6 @@ def test_transformers_backend_on_a_tiny_random_llava(
     assert again["question_id"] == "7"
 
 
-
 def test_transformers_backend_refuses_a_non_model_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a model folder"):
         answer_questions([], tmp_path / "a.jsonl", backend="transformers", model_path=tmp_path)
@@ -239,3 +238,61 @@ def test_answer_cli_with_question_file_and_limit(benchmark_dir: Path, tmp_path: 
     assert [r["question_id"] for r in read_lines(out)] == ["5"]
     missing = CliRunner().invoke(app, ["eval", "answer", "--benchmark", "vqa-rad", "--out", str(out)])
     assert missing.exit_code != 0
+
+
+def test_kill_9_then_rerun_answers_every_question_once(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (10, 200, 10)).save(images / "one.png")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        "".join(
+            json.dumps({"question_id": i, "image": "images/one.png", "text": f"Question {i}?"}) + "\n"
+            for i in range(40)
+        )
+    )
+    out = tmp_path / "answers.jsonl"
+
+    def lines() -> list[str]:
+        return out.read_text().splitlines() if out.exists() else []
+
+    vital = str(Path(sys.executable).with_name("vital"))
+    with running_double(DoubleConfig(latency=0.1, reply=lambda body: "left lung")) as double:
+        command = [
+            vital,
+            "eval",
+            "answer",
+            "--questions",
+            str(questions),
+            "--out",
+            str(out),
+            "--base-url",
+            double.base_url,
+            "--model",
+            "vlm",
+            "--concurrency",
+            "4",
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ
+        )
+        deadline = time.monotonic() + 60
+        while len(lines()) < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        before = len([line for line in lines() if line.endswith("}")])
+        assert 8 <= before < 40, "the run should be killed part-way"
+        sent_before = len(double.state.requests)
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        assert len(double.state.requests) - sent_before <= 40 - before
+    ids = Counter(json.loads(line)["question_id"] for line in lines())
+    assert ids == Counter({str(i): 1 for i in range(40)})

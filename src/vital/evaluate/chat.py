@@ -156,7 +156,7 @@ def _parse_review(text: str) -> tuple[float, float]:
     from vital.llm import ReplyError
 
     pair = parse_score_pair(text)
-    if pair is None or not all(0 <= score <= 10 for score in pair):
+    if pair is None or not all(1 <= score <= 10 for score in pair):
         raise ReplyError("the first line is not two scores from 1 to 10")
     return pair
 
