@@ -100,6 +100,14 @@ def test_repeated_questions_lower_diversity():
     assert heuristic_score(FIGURE, repeated)[0] < heuristic_score(FIGURE, varied)[0]
 
 
+def test_answers_that_teach_more_of_the_figure_score_higher():
+    brief = conversation(("What is shown?", "A nodule."))
+    detailed = conversation(("What is shown?", "Axial CT of the chest: a 3 cm nodule in the left upper lobe; "
+                                                "the nodule abutted the pleura."))
+    assert "coverage 1.00" in heuristic_score(FIGURE, detailed)[1]
+    assert heuristic_score(FIGURE, detailed)[0] > heuristic_score(FIGURE, brief)[0] + 0.8  # 0.15 · 10 · 0.9
+
+
 def test_turn_score_formula():
     assert heuristic_turn_score(FIGURE, "Where?", "Left upper lobe nodule.")[0] == 10.0
     assert heuristic_turn_score(FIGURE, "Where?", "Completely unrelated banana words.")[0] == 2.0  # 10·0.2

@@ -23,10 +23,12 @@ Two judges share one interface (``score`` and ``prefer``):
     never name while naming the other.
 
   Over the conversation, ``G`` = mean ``s_i``, ``H`` = mean ``h_i``,
-  ``C`` = sum ``c_i``, and question diversity ``D`` = 1 − mean pairwise
-  Jaccard similarity of the questions' word sets (1 for a single question)::
+  ``C`` = sum ``c_i``, question diversity ``D`` = 1 − mean pairwise Jaccard
+  similarity of the questions' word sets (1 for a single question), and
+  coverage ``V`` = the share of the caption's and mentions' own content words
+  that the answers use (depth: what the figure offers, how much is taught)::
 
-      score = clip(10 · (0.6·G + 0.25·D + 0.15·(1 − H)) − 1.5·C, 0, 10)
+      score = clip(10 · (0.5·G + 0.2·D + 0.15·(1 − H) + 0.15·V) − 1.5·C, 0, 10)
 
   One pair (``unit="turn"``): ``clip(10 · (0.8·s_i + 0.2·(1 − h_i)) − 1.5·c_i, 0, 10)``.
 
@@ -222,7 +224,8 @@ class Source:
     def __init__(self, figure: Figure) -> None:
         text = " ".join([figure.caption, *figure.mentions])
         spelled_out = " ".join(ABBREVIATIONS[a.lower()] for a in _ABBREVIATION.findall(text))
-        self.words = content_words(f"{text} {spelled_out}")
+        self.stated = content_words(text)
+        self.words = self.stated | content_words(spelled_out)
         self.numbers = set(_NUMBER_TOKEN.findall(text))
         lowered = text.lower()
         self.sides = {side for side in _SIDES if re.search(rf"\b{side}\b", lowered)}
@@ -264,9 +267,13 @@ def heuristic_score(figure: Figure, turns: list[Turn]) -> tuple[float, str]:
     question_pairs = itertools.combinations(questions, 2)
     similarities = [len(a & b) / len(a | b) if a | b else 1.0 for a, b in question_pairs]
     diversity = 1.0 - (sum(similarities) / len(similarities) if similarities else 0.0)
-    score = _clip(10 * (0.6 * grounding + 0.25 * diversity + 0.15 * (1 - hedges)) - 1.5 * len(contradictions))
-    rationale = (f"grounding {grounding:.2f}, question diversity {diversity:.2f}, hedged answers "
-                 f"{sum(c.hedge for c in checks)}/{len(checks)}, contradictions {len(contradictions)}")
+    used = set().union(*(content_words(answer) for _, answer in pairs))
+    coverage = len(used & source.stated) / len(source.stated) if source.stated else 0.0
+    score = _clip(10 * (0.5 * grounding + 0.2 * diversity + 0.15 * (1 - hedges) + 0.15 * coverage)
+                  - 1.5 * len(contradictions))
+    rationale = (f"grounding {grounding:.2f}, question diversity {diversity:.2f}, coverage {coverage:.2f}, "
+                 f"hedged answers {sum(c.hedge for c in checks)}/{len(checks)}, "
+                 f"contradictions {len(contradictions)}")
     if contradictions:
         rationale += ": " + "; ".join(contradictions[:3])
     return score, rationale
