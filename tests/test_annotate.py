@@ -484,9 +484,8 @@ def test_cohen_kappa_matches_a_hand_computed_value() -> None:
     ana = list("AAAAAABBBB")
     ben = list("AAAABBBBBA")
     assert cohen_kappa(ana, ben) == pytest.approx(0.4)
-    from sklearn.metrics import cohen_kappa_score
-
-    assert cohen_kappa(ana, ben) == pytest.approx(cohen_kappa_score(ana, ben))
+    # three labels: observed 5/6, expected (2*2 + 2*1 + 2*3) / 36 = 1/3 -> kappa (1/2) / (2/3) = 0.75
+    assert cohen_kappa(list("AABBCC"), list("AABCCC")) == pytest.approx(0.75)
     assert cohen_kappa(list("AB"), list("AB")) == pytest.approx(1.0)
     assert math.isnan(cohen_kappa(list("AA"), list("AA")))
 
