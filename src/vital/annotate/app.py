@@ -130,8 +130,6 @@ def create_app(db: AnnotationDB, *, overlap: int = 1) -> FastAPI:
         raise ValueError("overlap must be at least 1")
     redact_tokens_in_server_logs()
     app = FastAPI(title="vital annotate", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.db = db
-    app.state.overlap = overlap
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
