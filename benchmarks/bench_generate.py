@@ -231,7 +231,7 @@ def main() -> None:
         failures = folder / "faulty.failures.jsonl"
         failed = len(failures.read_text().splitlines()) if failures.exists() else 0
         checks.add_row("10 % 429, 5 % 500, 5 % malformed first replies",
-                       f"{len(ids)} of 1000 candidates, {failed} failures, outcomes {first['outcomes']}",
+                       f"{len(ids)} of {FIGURES} candidates, {failed} failures, outcomes {first['outcomes']}",
                        "every figure done or in the failures file")
         checks.add_row("rerun after that", f"{second['requests'] - first['requests']} new requests, "
                                            f"{sum(n - 1 for n in ids.values())} duplicates", "0 and 0")
