@@ -593,6 +593,11 @@ def test_agreement_with_judge_scores(db: AnnotationDB) -> None:
     overall = next(j for j in report.judge if j.kind == "compare" and j.annotator == "all")
     assert (overall.compared, overall.agree, overall.judge_ties) == (8, 5, 1)
 
+    answer_all(client, headers, "demos", lambda task: {"best": task["candidates"][0]["id"], "acceptable": []})
+    scores.update({"fig0-c0": 5, "fig0-c1": 5, "fig0-c2": 5})  # fig0: the judge cannot tell them apart
+    demos = next(j for j in agreement_report(db, judge_scores=scores).judge if j.kind == "demos")
+    assert demos.compared + demos.judge_ties == 3 and demos.judge_ties == 1
+
 
 # ---- command line ---------------------------------------------------------------------------------------
 
@@ -882,8 +887,10 @@ def test_two_annotators_with_overlap_two_on_the_demo_workspace(tmp_path: Path) -
     pair = next(p for p in stats["pairs"] if p["kind"] == "compare")
     assert (pair["first"], pair["second"], pair["items"]) == ("ana", "ben", loaded.total_items["compare"])
     assert 0 < pair["kappa"] < 1 and 0 < stats["overall"][0]["alpha"] < 1
-    result = runner.invoke(cli, ["annotate", "stats", "--db", database.url], terminal_width=160)
+    plot = tmp_path / "agreement.png"
+    result = runner.invoke(cli, ["annotate", "stats", "--db", database.url, "--plot", str(plot)], terminal_width=160)
     assert result.exit_code == 0 and "ana · ben" in result.stdout
+    assert Image.open(plot).size[0] > 600
 
     if runner.invoke(cli, ["selector", "train", "--help"]).exit_code != 0:
         pytest.skip("`vital selector train` is not available yet; the export above is checked as records")

@@ -11,7 +11,8 @@ All statistics treat labels as nominal categories.
 * Judge agreement: for decisive comparisons (A or B), how often the candidate
   the clinician preferred has the higher judge score (pairs the judge scored
   equally are counted separately); for demonstrations, how often the
-  clinician's best candidate is among the judge's top-scored ones.
+  clinician's best candidate is among the judge's top-scored ones (tasks whose
+  candidates the judge scored all alike are counted separately).
 """
 
 from __future__ import annotations
@@ -166,8 +167,10 @@ def _judge_verdict(answer: _Answer, scores: dict[str, float]) -> bool | None:
         return scores[answer.label] > scores[other]
     if answer.label == "none":
         return None
-    top = max(scores[cid] for cid in answer.candidate_ids)
-    return scores[answer.label] == top
+    values = [scores[cid] for cid in answer.candidate_ids]
+    if min(values) == max(values):
+        return None  # the judge does not tell these candidates apart
+    return scores[answer.label] == max(values)
 
 
 def agreement_report(db: AnnotationDB, *, judge_scores: dict[str, float] | None = None) -> AgreementReport:
@@ -224,3 +227,35 @@ def _label_class(answer: _Answer) -> str:
     if answer.label in ("tie", "both_bad", "none"):
         return answer.label
     return "preferred one" if answer.kind == "compare" else "picked best"
+
+
+def plot_agreement(report: AgreementReport, path: str | Path) -> Path:
+    """A PNG: answers per annotator and label, and Cohen's kappa per annotator pair (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    figure, (answers_axis, kappa_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = sorted(report.answers)
+    for offset, kind in enumerate(KINDS):
+        counts = [report.answers[name][kind] for name in names]
+        answers_axis.bar([i + (offset - 0.5) * 0.4 for i in range(len(names))], counts, width=0.4, label=kind)
+    answers_axis.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    answers_axis.set(ylabel="answers", title="answers per annotator")
+    answers_axis.legend()
+    labels = [f"{p.kind}: {p.first} · {p.second}" for p in report.pairs]
+    kappas = [0.0 if math.isnan(p.kappa) else p.kappa for p in report.pairs]
+    kappa_axis.barh(range(len(labels)), kappas, color=["#0b63b6" if k >= 0 else "#b42318" for k in kappas])
+    kappa_axis.set_yticks(range(len(labels)), labels)
+    kappa_axis.axvline(0, color="grey", linewidth=0.8)
+    kappa_axis.set(xlim=(-1, 1), xlabel="Cohen's kappa", title="agreement per annotator pair")
+    alphas = ", ".join(f"{k.kind} {k.alpha:.2f}" for k in report.overall if not math.isnan(k.alpha))
+    if alphas:
+        kappa_axis.text(0.02, -0.3, f"Krippendorff's alpha: {alphas}", transform=kappa_axis.transAxes)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

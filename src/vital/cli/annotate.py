@@ -141,13 +141,17 @@ def register(app: typer.Typer) -> None:
     def stats(
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
         scores: Path | None = typer.Option(None, "--scores", help="Judge scores JSONL: agreement with the judge."),
+        plot: Path | None = typer.Option(None, "--plot", help="Also draw answers and kappas to this PNG."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Answers per annotator, Cohen's kappa per pair, Krippendorff's alpha, agreement with the judge."""
         from vital.annotate import AnnotationDB, agreement_report, read_judge_scores
+        from vital.annotate.agreement import plot_agreement
 
         judge = read_judge_scores(scores) if scores else None
         report = agreement_report(AnnotationDB(db), judge_scores=judge)
+        if plot is not None:
+            plot_agreement(report, plot)
         if as_json:
             typer.echo(json.dumps(report.to_json_dict()))
             return
