@@ -175,11 +175,9 @@ def test_missing_images_and_unusable_conversations_never_take_a_place(pool, tmp_
 
 def test_export_is_llava_data(pool, tmp_path):
     candidates, figures, scores = pool
-    result = select_candidates(
-        candidates, scores, SelectionPolicy(top_fraction=0.5), figures, image_root=tmp_path
-    )
-    out = tmp_path / "selected.json"
-    export_llava(result, out)
+    result = select_candidates(candidates, scores, SelectionPolicy(top_fraction=0.5), figures)
+    out = tmp_path / "out" / "selected.json"
+    export_llava(result, out, image_root=tmp_path)
     data = json.loads(out.read_text())
     assert isinstance(data, list) and len(data) == 18
     assert len({record["id"] for record in data}) == 18
@@ -190,7 +188,9 @@ def test_export_is_llava_data(pool, tmp_path):
         assert speakers == ["human", "gpt"] * (len(speakers) // 2)
         assert record["conversations"][0]["value"].startswith(IMAGE_TOKEN + "\n")
         assert sum(t["value"].count(IMAGE_TOKEN) for t in record["conversations"]) == 1
-    assert not list(tmp_path.glob(".selected.json.*"))  # written through a temporary file, nothing left over
+    assert not list(
+        out.parent.glob(".selected.json.*")
+    )  # written through a temporary file, nothing left over
     assert not failures_path(out).exists()
 
 
@@ -261,7 +261,7 @@ def test_import_llava_files_as_candidates(tmp_path):
     result = import_llava([source], out, images=images)
     assert (result.candidates, result.images_found, result.images_missing, result.renamed_ids) == (2, 1, 1, 1)
     records = list(read_records(out, Candidate))
-    assert records[0].figure_id == "a.jpg" and records[0].image == str(images / "a.jpg")
+    assert records[0].figure_id == "a.jpg" and records[0].image == "imgs/a.jpg"  # relative to the output
     assert records[1].id == "llava_med:1:1"  # a repeated id is made unique, naming the source and line
     assert records[0].generator["backend"] == "import"
 
@@ -339,3 +339,17 @@ def test_cli_select_and_import_end_to_end(pool, tmp_path, shared_data):
     assert len(data) == 29 and (tmp_path / "selected.report.md").is_file()
     bad_quota = runner.invoke(app, [*args, "--domain-quota", "xray=3"])
     assert bad_quota.exit_code != 0
+
+
+def test_dicom_images_are_exported_as_png_for_llava(tmp_path):
+    pydicom_data = pytest.importorskip("pydicom.data")
+    dicom = Path(pydicom_data.get_testdata_file("CT_small.dcm"))
+    figures = {"ct": Figure(id="ct", image=str(dicom), caption="Axial CT.", domains=["ct_scan"])}
+    candidates = [candidate("ct-0", "ct", dicom)]
+    result = select_candidates(candidates, {"ct-0": 1.0}, SelectionPolicy(), figures)
+    out = tmp_path / "selected.json"
+    export_llava(result, out)
+    record = json.loads(out.read_text())[0]
+    assert record["image"].startswith("selected.images/") and record["image"].endswith(".png")
+    with Image.open(tmp_path / record["image"]) as image:
+        assert image.size == (128, 128)

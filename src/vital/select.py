@@ -34,7 +34,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vital.embeddings import content_key
 from vital.errors import InputError
+from vital.figures import portable_path
+from vital.figures.images import ImageError, is_dicom, load_image
 from vital.figures.importers import _from_llava_med, iter_json_objects
 from vital.jsonl import (
     FailureLog,
@@ -176,8 +179,6 @@ def select_candidates(
     scores: Mapping[str, float],
     policy: SelectionPolicy,
     figures: Mapping[str, Figure] | None = None,
-    *,
-    image_root: str | Path | None = None,
 ) -> SelectionResult:
     """Decide, for every candidate, whether it is kept and why not.
 
@@ -186,7 +187,6 @@ def select_candidates(
     before the budget is spent, so they never take a kept candidate's place.
     """
     policy.validate()
-    root = Path(image_root) if image_root else None
     decisions = []
     for candidate in candidates:
         score = scores.get(candidate.id)
@@ -194,7 +194,7 @@ def select_candidates(
         try:
             if policy.require_image and not (candidate.image and Path(candidate.image).is_file()):
                 raise ValueError("image file not found" if candidate.image else "candidate has no image")
-            decision.record = to_llava(candidate, root)
+            decision.record = to_llava(candidate)
         except ValueError as exc:
             decision.reason = f"{UNEXPORTABLE}{exc}"
         if decision.reason:
@@ -264,40 +264,59 @@ def select_candidates(
 
 
 # -- export -----------------------------------------------------------------------------------------------
-def _image_field(image: str | None, image_root: Path | None) -> str | None:
-    if not image:
-        return None
-    if image_root is not None:
-        try:
-            return Path(image).resolve().relative_to(image_root.resolve()).as_posix()
-        except ValueError:
-            return str(image)
-    return str(image)
-
-
-def to_llava(candidate: Candidate, image_root: Path | None = None) -> dict[str, Any]:
-    """One LLaVA record; raises ``ValueError`` when the conversation cannot be one."""
+def to_llava(candidate: Candidate) -> dict[str, Any]:
+    """One LLaVA record (image path as in the candidate); raises ``ValueError`` when it cannot be one."""
     record: dict[str, Any] = {"id": candidate.id}
-    image = _image_field(candidate.image, image_root)
-    if image is not None:
-        record["image"] = image
+    if candidate.image:
+        record["image"] = candidate.image
     record["conversations"] = llava_conversations(candidate.conversations)
     return record
+
+
+def _export_image(image: str, out: Path, image_root: Path | None, converted: dict[str, str]) -> str:
+    """The path LLaVA reads: DICOM rendered to PNG beside the output (LLaVA opens images with PIL),
+    relative to ``image_root`` when given, else to the output's folder when below it, else absolute."""
+    path = Path(image)
+    if is_dicom(path):
+        if image not in converted:
+            folder = out.with_name(f"{out.name.rsplit('.', 1)[0]}.images")
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{content_key(image)[:16]}-{path.stem}.png"
+            if not target.exists():
+                load_image(path).save(target)
+            converted[image] = str(target)
+        path = Path(converted[image])
+    base = (image_root or out.parent).resolve()
+    return portable_path(path.resolve(), base)
 
 
 def export_llava(
     result: SelectionResult,
     out: str | Path,
     *,
+    image_root: str | Path | None = None,
     merge: Sequence[str | Path] = (),
 ) -> SelectionResult:
     """Write the kept candidates, then the merged datasets without duplicates, as one LLaVA JSON list.
 
     The file is written atomically.  Candidates that could not become LLaVA
-    records go to ``<out>.failures.jsonl`` with the reason.
+    records go to ``<out>.failures.jsonl`` with the reason.  Image paths are
+    written relative to ``image_root`` (LLaVA's ``--image_folder``) when
+    given; DICOM images are rendered to PNG in ``<out>.images/``.
     """
     out = Path(out)
-    records = [d.record for d in result.kept if d.record is not None]
+    root = Path(image_root) if image_root else None
+    records, converted = [], {}
+    for decision in result.kept:
+        record = dict(decision.record or {})
+        if record.get("image"):
+            try:
+                record["image"] = _export_image(record["image"], out, root, converted)
+            except ImageError as exc:
+                decision.kept, decision.record = False, None
+                decision.reason = f"{UNEXPORTABLE}image cannot be read ({exc})"
+                continue
+        records.append(record)
     seen_ids = {record["id"] for record in records}
     seen_content = {_content_key(record) for record in records}
     merged, duplicates = [], 0
@@ -390,7 +409,8 @@ def import_llava(
 
     ``figure_id`` is the record's ``pair_id``, else its image's file name,
     else its id.  Image paths are resolved against ``images`` (default: the
-    source file's folder) and written absolute.  Records that carry a
+    source file's folder) and written relative to the output when below its
+    folder, else absolute.  Records that carry a
     caption (``fig_caption``, as BioMed-VITAL's do) also become figures in
     ``figures_out``, so the selector sees their captions and domains.
     Both files are written atomically once every record has been read.
@@ -407,6 +427,7 @@ def import_llava(
             if isinstance(image_name, list):
                 image_name = image_name[0] if image_name else None
             image = (base / str(image_name)).resolve() if image_name else None
+            written_image = portable_path(image, Path(out).resolve().parent) if image else None
             figure_id = str(obj.get("pair_id") or (Path(str(image_name)).name if image_name else obj["id"]))
             candidate_id = str(obj["id"])
             if candidate_id in seen:
@@ -416,7 +437,7 @@ def import_llava(
             record = {
                 "id": candidate_id,
                 "figure_id": figure_id,
-                "image": str(image) if image else None,
+                "image": written_image,
                 "conversations": [t.model_dump(by_alias=True) for t in turns],
                 "generator": {"backend": "import", "source": str(source), "line": line},
             }
@@ -424,7 +445,7 @@ def import_llava(
                 figure = _from_llava_med(
                     {**obj, "pair_id": figure_id}, None, source, line, keep_conversations=False
                 )
-                figure.image = str(image) if image else None
+                figure.image = portable_path(image, Path(figures_out).resolve().parent) if image else None
                 figures[figure_id] = figure.to_json_dict()
                 record["domains"] = figure.domains
             elif figure_id in figures:

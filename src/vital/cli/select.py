@@ -104,8 +104,8 @@ def register(app: typer.Typer) -> None:
             near_duplicate=near_duplicate,
             require_image=not keep_missing_images,
         )
-        result = select_candidates(candidate_list, values, policy, figure_index, image_root=image_root)
-        export_llava(result, out, merge=merge)
+        result = select_candidates(candidate_list, values, policy, figure_index)
+        export_llava(result, out, image_root=image_root, merge=merge)
         report = write_report(result, out)
         kept = len(result.kept)
         typer.echo(f"kept {kept} of {len(result.decisions)} candidates by {chosen} score; wrote {out}")

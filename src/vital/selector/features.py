@@ -73,11 +73,15 @@ def read_candidates(path: str | Path, figures: Mapping[str, Figure] | None = Non
     path = Path(path)
     base = path.resolve().parent
     candidates: list[Candidate] = []
+    seen: set[str] = set()
     for line, obj in iter_json_lines(path):
         try:
             candidate = Candidate.model_validate(obj)
         except ValidationError as exc:
             raise validation_to_input_error(exc, path, line) from None
+        if candidate.id in seen:
+            raise InputError(f"candidate id {candidate.id!r} appears twice", path=path, line=line, field="id")
+        seen.add(candidate.id)
         figure = None
         if figures is not None:
             figure = figures.get(candidate.figure_id)
