@@ -72,6 +72,7 @@ def _contraction_table() -> dict[str, str]:
 
 CONTRACTIONS = _contraction_table()
 
+_PUNCTUATION_SET = frozenset(PUNCTUATION)
 _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
 _ROLE_PREFIX = re.compile(r"^\s*(?:(?:assistant|gpt|answer|model|ai|bot)\s*:\s*)+", re.IGNORECASE)
@@ -89,7 +90,7 @@ def normalize_answer(text: str, *, period_limit: int | None = None) -> str:
     Cached: answers and predictions repeat a lot ("yes", "Assistant: No").
     """
     text = text.lower()
-    present = [mark for mark in PUNCTUATION if mark in text]
+    present = _PUNCTUATION_SET.intersection(text)
     if present:
         remove_all = _DIGIT_COMMA_DIGIT.search(text) is not None
         table = {}

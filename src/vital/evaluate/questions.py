@@ -47,7 +47,7 @@ FORMATS = ("vqa-rad", "slake", "pathvqa", "llava-med", "questions")
 IMAGE_TOKEN = "<image>"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Question:
     """One benchmark question with its reference answer.
 

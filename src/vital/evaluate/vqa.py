@@ -121,8 +121,9 @@ def score_vqa(
         )
     scored: list[tuple[Question, AnswerScore]] = []
     unscored = 0
+    prediction_of = predictions.get
     for question in questions:
-        score = score_answer(question.answer, predictions.get(question.id, ""), question.answer_type, mode)
+        score = score_answer(question.answer, prediction_of(question.id, ""), question.answer_type, mode)
         if score is None:
             unscored += 1
         else:
