@@ -34,7 +34,15 @@ a response cache keyed by model, messages and parameters::
                 workers=engine.workers,                 # a little more than concurrency
                 total=n_jobs, title="answering", engine=engine,
             )
-        print_summary(stats, engine)                # rich table: done, failed, tokens, cost
+        console.print(summary_table(stats, engine))   # done, failed, requests, tokens, cost
+
+From synchronous code, :func:`run_jobs` does the same in one call, opening an
+engine that logs beside the output (``<out>.llm.sqlite``), or running an
+offline backend on one worker when ``engine_config`` is ``None``::
+
+    stats, engine = run_jobs(jobs, lambda engine: (lambda job: ask(engine, job.question, job.image)),
+                             on_result=..., on_failure=..., title="answering",
+                             engine_config=config, out="answers.jsonl")
 
 ``Engine.complete`` raises :class:`CallFailed` (a :class:`JobFailed`; ``.details``
 carries ``raw`` text and ``attempts``) when an item cannot be done within
@@ -44,7 +52,9 @@ fault: it raises :class:`vital.errors.InputError` and stops the run.
 
 Resume is the caller's: skip jobs whose ids are already in the output
 (:func:`vital.jsonl.finished_ids`), and the response cache makes any call that
-finished before a crash free on the rerun.  The CLI flags for all of this live
+finished before a crash free on the rerun.  ``tests/openai_double.py`` is a
+real OpenAI-protocol server for tests (latency, 429/500/timeouts/malformed
+replies, request log, concurrency high-water mark).  The CLI flags for all of this live
 in :mod:`vital.cli.options` (``engine_options`` decorator).
 """
 
