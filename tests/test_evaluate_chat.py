@@ -174,7 +174,10 @@ def test_summary_errors_name_the_line(tmp_path: Path) -> None:
 
 def test_llava_med_review_file_summary(shared_data: Path) -> None:
     """LLaVA-Med's summarize_gpt_review rules (re-typed independently) give these numbers on this file."""
-    summary = summarize_reviews(shared_data / "llava-med-eval" / "llava_med_eval_qa50_qa_ans.jsonl")
+    reviews = shared_data / "llava-med-eval" / "llava_med_eval_qa50_qa_ans.jsonl"
+    summary = summarize_reviews(reviews)
+    printed = CliRunner().invoke(app, ["eval", "chat-summary", str(reviews), "--json"])
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == summary
     expected = {
         "conversation": (8.99, 4.24, 47.93, 143),
         "detailed_description": (8.02, 2.84, 41.21, 49),

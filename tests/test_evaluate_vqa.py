@@ -322,7 +322,11 @@ def test_llava_med_parity_on_vqa_rad(shared_data: Path) -> None:
         },
     }
     for name, numbers in expected.items():
-        result = evaluate_vqa(gt, shared_data / "llava-med-eval" / name, compat="llava-med")
+        pred = shared_data / "llava-med-eval" / name
+        result = evaluate_vqa(gt, pred, compat="llava-med")
+        args = ["eval", "vqa", "--gt", str(gt), "--pred", str(pred), "--compat", "llava-med", "--json"]
+        printed = CliRunner().invoke(app, args)
+        assert printed.exit_code == 0 and json.loads(printed.stdout) == result.to_json()
         assert (result.metrics["n_open"], result.metrics["n_closed"]) == (179, 272)
         for key, value in numbers.items():
             assert result.metrics[key] == pytest.approx(value, abs=0.006), (name, key)
