@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vital.annotate.auth import Annotator
@@ -48,26 +48,30 @@ class InvalidAnswer(ValueError):
     """An answer that does not fit its task."""
 
 
-def _pending(session: Any, user: Annotator, kind: str) -> Task | None:
+def _pending(session: Any, user: Annotator, kind: str) -> int | None:
     return session.scalar(
-        select(Task)
+        select(Task.id)
         .where(Task.user_id == user.id, Task.kind == kind, Task.answered_at.is_(None))
         .order_by(Task.id)
         .limit(1)
     )
 
 
-def _open_item(session: Any, user: Annotator, kind: str, overlap: int) -> Item | None:
+def _open_item(session: Any, user: Annotator, kind: str, overlap: int) -> Any:
     """The first item (in load order) with the most annotators short of ``overlap`` that ``user`` never had.
 
     One query per fill level, so that each walks the (kind, assigned, seq)
     index in order and stops at the first match instead of sorting every item.
+    Returns the row's ``id`` and ``candidate_ids``, or ``None``.
     """
     mine = exists().where(Task.item_id == Item.id, Task.user_id == user.id)
     for level in range(overlap - 1, -1, -1):
-        item = session.scalar(
-            select(Item).where(Item.kind == kind, Item.assigned == level, ~mine).order_by(Item.seq).limit(1)
-        )
+        item = session.execute(
+            select(Item.id, Item.candidate_ids)
+            .where(Item.kind == kind, Item.assigned == level, ~mine)
+            .order_by(Item.seq)
+            .limit(1)
+        ).first()
         if item is not None:
             return item
     return None
@@ -80,14 +84,14 @@ def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1)
     for _attempt in range(20):
         try:
             with db.write() as session:
-                task = _pending(session, user, kind)
-                if task is not None:
-                    return task.id
+                pending = _pending(session, user, kind)
+                if pending is not None:
+                    return pending
                 item = _open_item(session, user, kind, overlap)
                 if item is None:
                     return None
                 claimed = session.execute(
-                    update(Item)
+                    update(Item.__table__)
                     .where(Item.id == item.id, Item.assigned < overlap)
                     .values(assigned=Item.assigned + 1)
                     .returning(Item.assigned)
@@ -98,18 +102,19 @@ def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1)
                 used = set(session.scalars(select(Task.slot).where(Task.item_id == item.id)))
                 order = list(item.candidate_ids)
                 _shuffler.shuffle(order)
-                task = Task(
-                    item_id=item.id,
-                    user_id=user.id,
-                    kind=kind,
-                    slot=min(set(range(len(used) + 1)) - used),
-                    display_order=order,
-                    assigned_at=time.time(),
-                    revisions=0,
-                )
-                session.add(task)
-                session.flush()
-                return task.id
+                return session.execute(
+                    insert(Task.__table__)
+                    .values(
+                        item_id=item.id,
+                        user_id=user.id,
+                        kind=kind,
+                        slot=min(set(range(len(used) + 1)) - used),
+                        display_order=order,
+                        assigned_at=time.time(),
+                        revisions=0,
+                    )
+                    .returning(Task.id)
+                ).scalar_one()
         except IntegrityError:
             continue  # a parallel request of the same annotator assigned it first
     raise RuntimeError("could not assign a task after 20 attempts (heavy contention)")
@@ -141,32 +146,48 @@ def _own_task(session: Any, user: Annotator, task_id: int) -> Task:
 def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]:
     """The task as the API returns it: figure, candidates in display order, the current answer."""
     with db.read() as session:
-        task = _own_task(session, user, task_id)
-        item = session.get(Item, task.item_id)
-        figure = session.get(FigureRow, item.figure_id)
-        candidates = {
-            row.id: row for row in session.scalars(select(CandidateRow).where(CandidateRow.id.in_(task.display_order)))
-        }
+        task = session.execute(
+            select(
+                Task.id,
+                Task.user_id,
+                Task.kind,
+                Task.display_order,
+                Task.answer,
+                Task.comment,
+                Task.revisions,
+                FigureRow.id.label("figure_id"),
+                FigureRow.image,
+                FigureRow.record,
+            )
+            .join(Item, Item.id == Task.item_id)
+            .join(FigureRow, FigureRow.id == Item.figure_id)
+            .where(Task.id == task_id)
+        ).first()
+        if task is None or task.user_id != user.id:
+            raise TaskNotFound(f"no task {task_id} for you")
+        conversations = dict(
+            session.execute(
+                select(CandidateRow.id, CandidateRow.record).where(CandidateRow.id.in_(task.display_order))
+            ).all()
+        )
         ids = session.scalars(
             select(Task.id).where(Task.user_id == user.id, Task.kind == task.kind).order_by(Task.id)
         ).all()
-    record = figure.record
+    record = task.record
     position = ids.index(task.id)
     return {
         "task_id": task.id,
         "kind": task.kind,
         "figure": {
-            "id": figure.id,
+            "id": task.figure_id,
             "caption": record.get("caption", ""),
             "mentions": record.get("mentions", []),
             "domains": record.get("domains", []),
             "label": record.get("label"),
-            "image_url": f"/images/{quote(figure.id, safe='')}" if figure.image else None,
-            "windows": image_info(figure.image).windows if figure.image else [],
+            "image_url": f"/images/{quote(task.figure_id, safe='')}" if task.image else None,
+            "windows": image_info(task.image).windows if task.image else [],
         },
-        "candidates": [
-            {"id": cid, "conversations": candidates[cid].record["conversations"]} for cid in task.display_order
-        ],
+        "candidates": [{"id": cid, "conversations": conversations[cid]["conversations"]} for cid in task.display_order],
         "answer": _answer_view(task),
         "previous_task_id": ids[position - 1] if position > 0 else None,
         "next_task_id": ids[position + 1] if position + 1 < len(ids) else None,
@@ -174,7 +195,7 @@ def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]
     }
 
 
-def _answer_view(task: Task) -> dict[str, Any] | None:
+def _answer_view(task: Any) -> dict[str, Any] | None:
     if task.answer is None:
         return None
     view = dict(task.answer)
