@@ -38,6 +38,9 @@ BLEU_WEIGHTS = (
 )
 
 
+_NO_MATCH = sys.float_info.min  # NLTK's stand-in for a zero n-gram precision
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerScore:
     """Scores of one prediction, as fractions in [0, 1].
@@ -98,9 +101,6 @@ def bleu_scores(reference: list[str], hypothesis: list[str]) -> tuple[float, flo
         penalty * math.exp(math.fsum(w * log for w, log in zip(weights, logs, strict=True) if w))
         for _, weights in BLEU_WEIGHTS
     )
-
-
-_NO_MATCH = sys.float_info.min  # NLTK's stand-in for a zero precision
 
 
 def _ngrams(words: list[str], n: int) -> Any:
