@@ -25,15 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import aiohttp
-from multidict import CIMultiDictProxy
+from typing import TYPE_CHECKING, Any
 
 from vital.errors import InputError
 from vital.llm.limits import TokenBucket
 from vital.llm.prices import DEFAULT_PRICES, estimate_cost
 from vital.llm.store import CallLog, CallRecord, ResponseCache, connect, sibling_path
+
+if TYPE_CHECKING:  # aiohttp is imported when an engine opens (it takes a while: TLS contexts at import)
+    import aiohttp
+    from multidict import CIMultiDictProxy
 
 RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
 FATAL_STATUS = {401: "refused the API key", 403: "refused access", 404: "does not know this model or URL"}
@@ -233,6 +234,8 @@ class Engine:
                 headers["api-key"] = self._key
             else:
                 headers["Authorization"] = f"Bearer {self._key}"
+        import aiohttp
+
         connector = aiohttp.TCPConnector(limit=self.config.concurrency, limit_per_host=0)
         self._session = aiohttp.ClientSession(headers=headers, connector=connector, trust_env=True,
                                               timeout=aiohttp.ClientTimeout(total=None))
@@ -340,6 +343,8 @@ class Engine:
 
     async def _attempt(self, payload: bytes, attempt: int, prompt_sha: str, cache_key: str,
                        parse: Callable[[str], Any] | None) -> Completion:
+        import aiohttp
+
         assert self._session is not None, "Engine used outside `async with`"
         call = CallRecord(self.config.model, attempt, "error", prompt_sha, cache_key)
         try:
