@@ -34,7 +34,7 @@ from vital.generate.caption import caption_conversation
 from vital.generate.demos import Policy, load_demonstrations, make_policy, stable_seed
 from vital.generate.parse import parse_conversation
 from vital.generate.prompts import build_messages
-from vital.jsonl import FailureLog, JsonlWriter, validation_to_input_error
+from vital.jsonl import FailureLog, JsonlWriter, validation_to_input_error, warn
 from vital.llm import (
     Engine,
     EngineConfig,
@@ -224,6 +224,8 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
     if config.backend == "openai" and config.demos is not None:
         policy = make_policy(config.demo_policy, load_demonstrations(config.demos), seed=config.seed,
                              encoder=encoder)
+    elif config.demos is not None:
+        warn("the caption backend writes from captions alone; --demos is not used")
     console = console or Console(stderr=True)
     done = finished_candidates(out)
     skipped = [0]
