@@ -85,7 +85,7 @@ class SentenceEncoder:
         import torch.nn.functional as functional
 
         model = self._encoder.model
-        features = model.tokenize(list(items))
+        features = (getattr(model, "preprocess", None) or model.tokenize)(list(items))
         output = model(features)["sentence_embedding"]
         return functional.normalize(output, dim=-1)
 
@@ -133,30 +133,40 @@ class ImageDescriptor:
     side = 64
 
     def encode(self, items: Sequence[str | Path]) -> np.ndarray:
-        return np.stack([self.describe(path) for path in items]).astype(np.float32)
+        out = np.full((len(items), self.dim), np.nan, dtype=np.float32)
+        pixels, readable = [], []
+        for index, path in enumerate(items):
+            try:
+                pixels.append(np.asarray(load_image(path).resize((self.side, self.side)), dtype=np.float32))
+                readable.append(index)
+            except ImageError:
+                continue
+        if pixels:
+            out[readable] = self.describe_pixels(np.stack(pixels) / 255.0)
+        return out
 
-    def describe(self, path: str | Path) -> np.ndarray:
-        try:
-            image = load_image(path)
-        except ImageError:
-            return np.full(self.dim, np.nan, dtype=np.float32)
-        rgb = np.asarray(image.resize((self.side, self.side)), dtype=np.float32) / 255.0
-        flat = rgb.reshape(-1, 3)
-        grey = (flat @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).reshape(self.side, self.side)
-        grey_hist = np.bincount(np.minimum(grey * 24, 23).astype(np.int64).ravel(), minlength=24) / grey.size
-        colour = np.concatenate([flat.mean(axis=0), flat.std(axis=0)])
-        saturation = np.array([(flat.max(axis=1) - flat.min(axis=1)).mean()])
-        dy, dx = np.gradient(grey)
-        magnitude = np.hypot(dx, dy).ravel()
-        angle = np.mod(np.arctan2(dy, dx), np.pi).ravel()
-        orientation = np.bincount(np.minimum(angle / np.pi * 8, 7).astype(np.int64), magnitude, minlength=8)
-        orientation = orientation / (orientation.sum() + 1e-8)
-        edges = np.array([magnitude.mean(), magnitude.std(), (magnitude > 0.1).mean()])
-        quarter = self.side // 4
-        grid = grey.reshape(4, quarter, 4, quarter).mean(axis=(1, 3)).ravel()
-        nonzero = grey_hist[grey_hist > 0]
-        entropy = np.array([-(nonzero * np.log2(nonzero)).sum() / np.log2(24)])
-        return np.concatenate([grey_hist, colour, saturation, orientation, edges, grid, entropy])
+    def describe_pixels(self, rgb: np.ndarray) -> np.ndarray:
+        """Descriptors of a batch of ``side`` x ``side`` RGB images scaled to [0, 1], shape (n, side, side, 3)."""
+        n, side = len(rgb), self.side
+        offsets = np.arange(n)[:, None]
+        flat = rgb.reshape(n, -1, 3)
+        grey = (flat @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).reshape(n, side, side)
+        levels = np.minimum(grey * 24, 23).astype(np.int64).reshape(n, -1) + 24 * offsets
+        grey_hist = np.bincount(levels.ravel(), minlength=24 * n).reshape(n, 24) / (side * side)
+        colour = np.concatenate([flat.mean(axis=1), flat.std(axis=1)], axis=1)
+        saturation = (flat.max(axis=2) - flat.min(axis=2)).mean(axis=1, keepdims=True)
+        dy, dx = np.gradient(grey, axis=(1, 2))
+        magnitude = np.hypot(dx, dy).reshape(n, -1)
+        angle = np.mod(np.arctan2(dy, dx), np.pi).reshape(n, -1)
+        bins = np.minimum(angle / np.pi * 8, 7).astype(np.int64) + 8 * offsets
+        orientation = np.bincount(bins.ravel(), magnitude.ravel(), minlength=8 * n).reshape(n, 8)
+        orientation = orientation / (orientation.sum(axis=1, keepdims=True) + 1e-8)
+        edges = np.stack([magnitude.mean(axis=1), magnitude.std(axis=1), (magnitude > 0.1).mean(axis=1)], axis=1)
+        quarter = side // 4
+        grid = grey.reshape(n, 4, quarter, 4, quarter).mean(axis=(2, 4)).reshape(n, 16)
+        safe = np.where(grey_hist > 0, grey_hist, 1.0)
+        entropy = -(grey_hist * np.log2(safe)).sum(axis=1, keepdims=True) / np.log2(24)
+        return np.concatenate([grey_hist, colour, saturation, orientation, edges, grid, entropy], axis=1)
 
 
 @lru_cache(maxsize=4)
