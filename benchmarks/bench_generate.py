@@ -123,9 +123,9 @@ def sweep_row(server: Server, concurrency: int) -> tuple[int, tuple[float, float
     return engine.usage.requests, server.rates(), 1000 * cpu / max(1, engine.usage.requests)
 
 
-def spawn_generate(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vital", "generate", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def spawn_generate(args: list[str], priority: list[str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([*(priority or []), sys.executable, "-m", "vital", "generate", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def wait_measured(process: subprocess.Popen) -> tuple[int, float, float]:
@@ -183,6 +183,23 @@ def write_resume_files(folder: Path, figures_count: int, done: int) -> tuple[Pat
     return figures, out
 
 
+def time_to_first_request(figures: Path, out: Path, priority: list[str]) -> str:
+    """Start ``vital generate`` on a long finished output; seconds until the server sees its first request."""
+    with Server(LATENCY) as server:
+        started = time.time()
+        process = spawn_generate(generate_args(figures, out, server), priority)
+        first_request = None
+        while first_request is None and process.poll() is None and time.time() - started < 60:
+            time.sleep(0.01)
+            first_request = server.stats()["first_time"]
+        cpu = cpu_seconds(process.pid)
+        process.send_signal(signal.SIGINT)
+        wait_measured(process)
+    if first_request is None:
+        return "no request within 60 s"
+    return f"{first_request - started:.2f} s wall, {cpu:.2f} s CPU (load average {os.getloadavg()[0]:.1f})"
+
+
 def main() -> None:
     console = Console()
     sweep = Table(title=f"Engine throughput against a server with {LATENCY} s latency (counted at the server)")
@@ -237,20 +254,14 @@ def main() -> None:
                                            f"{sum(n - 1 for n in ids.values())} duplicates", "0 and 0")
 
         figures_many, resume_out = write_resume_files(folder, 101_000, 100_000)
-        with Server(LATENCY) as server:
-            started = time.time()
-            process = spawn_generate(generate_args(figures_many, resume_out, server))
-            first_request = None
-            while first_request is None and process.poll() is None and time.time() - started < 60:
-                time.sleep(0.02)
-                first_request = server.stats()["first_time"]
-            cpu = cpu_seconds(process.pid)
-            process.send_signal(signal.SIGINT)
-            wait_measured(process)
-        startup = (f"{first_request - started:.2f} s wall, {cpu:.2f} s CPU (load average {os.getloadavg()[0]:.1f})"
-                   if first_request else "no request within 60 s")
-        checks.add_row("resume with a 100K-line output (101K figures): first new request after", startup,
-                       "< 3 s")
+        # On a shared machine the wall time mostly measures other processes; with root, a second
+        # measurement gives vital the CPU first (nice -15), as if it had the machine to itself.
+        for priority in ([], ["nice", "-n", "-15"]) if os.geteuid() == 0 else ([],):
+            checks.add_row(f"resume with a 100K-line output (101K figures){' at nice -15' if priority else ''}: "
+                           "first new request after", time_to_first_request(figures_many, resume_out, priority),
+                           "< 3 s")
+            lines = resume_out.read_bytes().split(b"\n")[:100_000]  # drop what that run added
+            resume_out.write_bytes(b"\n".join(lines) + b"\n")
     console.print(checks)
 
 
