@@ -534,3 +534,12 @@ def test_cli_reports_bad_preferences_with_file_and_line(corpus, tmp_path):
     )
     assert result.returncode == 2
     assert f"{bad}:2: field '" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_repeated_candidate_id_names_the_line(corpus, tmp_path):
+    lines = corpus["candidates"].read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([*lines[:3], lines[1]]) + "\n")
+    with pytest.raises(InputError) as error:
+        read_candidates(bad)
+    assert error.value.line == 4 and error.value.field == "id"

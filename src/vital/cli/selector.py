@@ -25,7 +25,7 @@ Preferences = Annotated[
 CacheDir = Annotated[
     Path | None,
     typer.Option(
-        "--cache-dir", help="Feature cache folder [default: $VITAL_CACHE_DIR or ~/.cache/vital/features]."
+        "--cache-dir", help="Feature cache folder (default: $VITAL_CACHE_DIR, else ~/.cache/vital/features)."
     ),
 ]
 TextEncoder = Annotated[
