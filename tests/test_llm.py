@@ -248,3 +248,15 @@ def test_config_rejects_bad_values():
         EngineConfig(concurrency=0)
     with pytest.raises(InputError, match="--azure-deployment"):
         EngineConfig(azure_endpoint="https://x.openai.azure.com")
+
+
+def test_image_cache_keeps_recent_urls_within_its_byte_budget():
+    from vital.llm.images import _UrlCache
+
+    cache = _UrlCache(budget=12)
+    cache.put(("a", None), "aaaaa")
+    cache.put(("b", None), "bbbbb")
+    assert cache.get(("a", None)) == "aaaaa"  # now the most recent
+    cache.put(("c", None), "ccccc")  # 15 > 12: the least recent ("b") goes
+    assert cache.get(("b", None)) is None and cache.get(("a", None)) and cache.get(("c", None))
+    assert cache.size == 10
