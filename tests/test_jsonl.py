@@ -134,3 +134,21 @@ def test_non_object_line(tmp_path):
 def test_finished_ids_on_absent_file(tmp_path):
     assert finished_ids(tmp_path / "nothing.jsonl") == set()
     assert not os.path.exists(tmp_path / "nothing.jsonl")
+
+
+def test_failure_log_lists_only_the_latest_run(tmp_path):
+    out = tmp_path / "candidates.jsonl"
+    with FailureLog(out, "generate") as log:
+        log.record("a", "timeout")
+        log.record("b", "timeout")
+    with FailureLog(out, "generate") as log:
+        log.record("b", "timeout again")
+    assert [obj["id"] for _, obj in iter_json_lines(failures_path(out))] == ["b"]
+
+
+def test_non_utf8_line_names_the_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "\xff"}\n')
+    with pytest.raises(InputError) as info:
+        list(iter_json_lines(path))
+    assert info.value.line == 2

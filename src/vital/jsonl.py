@@ -82,7 +82,7 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw.decode("utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 if not raw.endswith(b"\n"):
                     warn(f"{path}:{line_number}: ignoring a torn last line (an interrupted write)")
@@ -177,11 +177,21 @@ def failures_path(output: str | Path) -> Path:
 
 
 class FailureLog(JsonlWriter):
-    """``<output>.failures.jsonl``: every record that could not be produced, with the reason."""
+    """``<output>.failures.jsonl``: every record the current run could not produce, with the reason.
+
+    The file is started afresh by each run: a rerun retries every earlier
+    failure (none of them is in the output), so the file always lists what the
+    latest run could not produce, never items that have since succeeded.
+    """
 
     def __init__(self, output: str | Path, stage: str) -> None:
         super().__init__(failures_path(output))
         self.stage = stage
+
+    def __enter__(self) -> FailureLog:
+        self.path.unlink(missing_ok=True)
+        super().__enter__()
+        return self
 
     def record(self, item_id: str, reason: str, **details: Any) -> None:
         self.write({"id": item_id, "stage": self.stage, "reason": reason, "time": time.time(), **details})
