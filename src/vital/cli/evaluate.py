@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from vital.cli.options import engine_options
-from vital.llm import EngineConfig
+
+if TYPE_CHECKING:  # vital.llm pulls in aiohttp; `vital --help` should not wait for it
+    from vital.llm import EngineConfig
 
 eval_app = typer.Typer(
     help="Evaluate: VQA metrics (VQA-RAD, SLAKE, PathVQA), judged chat, win rate, reports.",
