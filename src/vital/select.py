@@ -197,11 +197,9 @@ def select_candidates(
             decision.record = to_llava(candidate)
         except ValueError as exc:
             decision.reason = f"{UNEXPORTABLE}{exc}"
-        if decision.reason:
-            pass  # not exportable
-        elif score is None or math.isnan(score):
+        if not decision.reason and (score is None or math.isnan(score)):
             decision.reason = "no score"
-        elif policy.min_score is not None and score < policy.min_score:
+        elif not decision.reason and policy.min_score is not None and score < policy.min_score:
             decision.reason = "below the minimum score"
         decisions.append(decision)
     eligible = sorted(

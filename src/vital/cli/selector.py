@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,28 +77,47 @@ Seed = Annotated[int, typer.Option("--seed", rich_help_panel=PANEL)]
 Json = Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object and nothing else.")]
 
 
-def _config(**options: Any) -> Any:
-    from vital.selector import SelectorConfig
+# name -> (annotation, default) of the flags `train` and `sweep` share; the order is the order in --help.
+_TRAINING_FLAGS: dict[str, tuple[Any, Any]] = {
+    "model_pairs": (ModelPairs, "both"),
+    "max_model_pairs": (MaxModelPairs, 30_000),
+    "text_encoder": (TextEncoder, "minilm"),
+    "image_encoder": (ImageEncoder, "descriptor"),
+    "text_layout": (Layout, "split"),
+    "loss": (Loss, "hinge"),
+    "margin": (Margin, 1.0),
+    "epochs": (Epochs, 6),
+    "batch_size": (BatchSize, 64),
+    "lr": (LearningRate, 1e-3),
+    "hidden_size": (HiddenSize, 512),
+    "hidden_layers": (HiddenLayers, 3),
+    "held_out": (HeldOut, 0.2),
+    "patience": (Patience, 3),
+    "seed": (Seed, 0),
+}
+_CONFIG_NAMES = {"lr": "learning_rate", "held_out": "held_out_fraction"}
 
-    return SelectorConfig(
-        text_encoder=options["text_encoder"],
-        image_encoder=options["image_encoder"],
-        text_layout=options["text_layout"],
-        hidden_size=options["hidden_size"],
-        hidden_layers=options["hidden_layers"],
-        loss=options["loss"],
-        margin=options["margin"],
-        learning_rate=options["lr"],
-        epochs=options["epochs"],
-        batch_size=options["batch_size"],
-        human_weight=options.get("human_weight", 1.0),
-        model_pairs=options["model_pairs"],
-        max_model_pairs=options["max_model_pairs"],
-        held_out_fraction=options["held_out"],
-        patience=options["patience"],
-        finetune_encoder=options.get("finetune_encoder", False),
-        seed=options["seed"],
+
+def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared training flags to ``command`` and pass it ``config=SelectorConfig(...)``."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [parameter for name, parameter in signature.parameters.items() if name != "config"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, (annotation, default) in _TRAINING_FLAGS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        from vital.selector import SelectorConfig
+
+        flags = {_CONFIG_NAMES.get(name, name): kwargs.pop(name) for name in _TRAINING_FLAGS}
+        return command(**kwargs, config=SelectorConfig(**flags))
+
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
     )
+    return wrapper
 
 
 def _number(value: Any) -> str:
@@ -155,6 +178,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="selector")
 
     @group.command()
+    @training_options
     def train(
         candidates: Candidates,
         out: Annotated[Path, typer.Option("--out", help="Folder for the trained selector.")],
@@ -164,33 +188,20 @@ def register(app: typer.Typer) -> None:
         human_weight: Annotated[
             float, typer.Option("--human-weight", help="Weight of each clinician pair.")
         ] = 1.0,
-        model_pairs: ModelPairs = "both",
-        max_model_pairs: MaxModelPairs = 30_000,
-        text_encoder: TextEncoder = "minilm",
-        image_encoder: ImageEncoder = "descriptor",
-        text_layout: Layout = "split",
         finetune_encoder: Annotated[
             bool,
             typer.Option("--finetune-encoder", help="Train the encoders too (slow; re-encodes every step)."),
         ] = False,
-        loss: Loss = "hinge",
-        margin: Margin = 1.0,
-        epochs: Epochs = 6,
-        batch_size: BatchSize = 64,
-        lr: LearningRate = 1e-3,
-        hidden_size: HiddenSize = 512,
-        hidden_layers: HiddenLayers = 3,
-        held_out: HeldOut = 0.2,
-        patience: Patience = 3,
-        seed: Seed = 0,
         cache_dir: CacheDir = None,
         json_output: Json = False,
+        *,
+        config: Any,
     ) -> None:
         """Train a selector on clinician preferences (weighted) and judge-score pairs."""
         from vital.selector import Selector
         from vital.selector.features import default_cache_dir
 
-        config = _config(**locals())
+        config = replace(config, human_weight=human_weight, finetune_encoder=finetune_encoder)
         candidate_list, figure_index, judge, prefs = _load_inputs(candidates, figures, scores, preferences)
         selector = Selector(config, cache_dir=cache_dir or default_cache_dir(), show_progress=not json_output)
         selector.fit(candidate_list, figure_index, preferences=prefs, scores=judge)
@@ -223,6 +234,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {written} scores to {out}{note}")
 
     @group.command()
+    @training_options
     def sweep(
         candidates: Candidates,
         out: Annotated[
@@ -234,23 +246,10 @@ def register(app: typer.Typer) -> None:
         figures: Figures = None,
         scores: Scores = None,
         preferences: Preferences = None,
-        model_pairs: ModelPairs = "both",
-        max_model_pairs: MaxModelPairs = 30_000,
-        text_encoder: TextEncoder = "minilm",
-        image_encoder: ImageEncoder = "descriptor",
-        text_layout: Layout = "split",
-        loss: Loss = "hinge",
-        margin: Margin = 1.0,
-        epochs: Epochs = 6,
-        batch_size: BatchSize = 64,
-        lr: LearningRate = 1e-3,
-        hidden_size: HiddenSize = 512,
-        hidden_layers: HiddenLayers = 3,
-        held_out: HeldOut = 0.2,
-        patience: Patience = 3,
-        seed: Seed = 0,
         cache_dir: CacheDir = None,
         json_output: Json = False,
+        *,
+        config: Any,
     ) -> None:
         """Train one selector per clinician-pair weight and plot held-out agreement against the weight."""
         from rich.console import Console
@@ -266,13 +265,12 @@ def register(app: typer.Typer) -> None:
             raise InputError(
                 f"expected comma-separated numbers, got {human_weight!r}", field="--human-weight"
             ) from None
-        options = {k: v for k, v in locals().items() if k != "human_weight"}
         candidate_list, figure_index, judge, prefs = _load_inputs(candidates, figures, scores, preferences)
         rows = sweep_human_weight(
             weights,
             candidate_list,
             figure_index,
-            config=_config(**options),
+            config=config,
             out=out,
             preferences=prefs,
             scores=judge,
