@@ -543,3 +543,72 @@ def test_a_repeated_candidate_id_names_the_line(corpus, tmp_path):
     with pytest.raises(InputError) as error:
         read_candidates(bad)
     assert error.value.line == 4 and error.value.field == "id"
+
+
+def test_cli_end_to_end_on_real_format_data_whose_images_are_missing(shared_data, tmp_path):
+    """BioMed-VITAL's released demonstrations (no images here): import, train, score, select, offline."""
+    from vital.cli import app
+
+    runner = CliRunner()
+    source = shared_data / "biomed-vital" / "clinician_demonstrations.json"
+    candidates, figures = tmp_path / "candidates.jsonl", tmp_path / "figures.jsonl"
+    result = runner.invoke(
+        app, ["candidates", "import", str(source), "--out", str(candidates), "--figures-out", str(figures)]
+    )
+    assert result.exit_code == 0, result.output
+    ids = [obj["id"] for obj in map(json.loads, candidates.read_text().splitlines())]
+    scores = write_jsonl(
+        tmp_path / "scores.jsonl",
+        [{"candidate_id": cid, "score": float(n % 5), "source": "model"} for n, cid in enumerate(ids)],
+    )
+    common = [
+        "--candidates",
+        str(candidates),
+        "--figures",
+        str(figures),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    result = runner.invoke(
+        app,
+        [
+            "selector",
+            "train",
+            *common,
+            "--scores",
+            str(scores),
+            "--text-encoder",
+            "hashing",
+            "--hidden-size",
+            "32",
+            "--out",
+            str(tmp_path / "model"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images_missing"] == 58
+    result = runner.invoke(
+        app,
+        ["selector", "score", str(tmp_path / "model"), *common, "--out", str(tmp_path / "selector.jsonl")],
+    )
+    assert result.exit_code == 0 and "58 without a usable image" in result.output
+    out = tmp_path / "selected.json"
+    result = runner.invoke(
+        app,
+        [
+            "select",
+            str(candidates),
+            "--scores",
+            str(tmp_path / "selector.jsonl"),
+            "--figures",
+            str(figures),
+            "--top-k",
+            "10",
+            "--keep-missing-images",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "by selector score" in result.output and len(json.loads(out.read_text())) == 10

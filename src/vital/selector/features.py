@@ -199,6 +199,8 @@ def _encode_block(
             unique[key] = len(unique)
             unique_payloads.append(payloads[index])
         rows[index] = unique[key]
+    if not unique:  # e.g. no candidate has an image file
+        return FeatureBlock(name, encoder, [], np.zeros((0, encoder.dim), np.float32), rows), 0
     cache = EmbeddingCache(cache_dir, encoder.name, encoder.dim) if cache_dir is not None else None
     misses = sum(1 for key in unique if cache is None or key not in cache)
     vectors = encode_cached(
