@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vital import __version__
 from vital.errors import InputError
@@ -321,12 +322,58 @@ class Selector:
         if encoder_params:
             parameters.append({"params": encoder_params, "lr": config.encoder_learning_rate})
         optimizer = torch.optim.AdamW(parameters, weight_decay=config.weight_decay, fused=True)
+        steps = math.ceil(len(train) / config.batch_size)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=not self.show_progress,
+            transient=True,
+        )
+        task = progress.add_task(f"training on {len(train):,} pairs", total=steps * config.epochs)
+        progress.start()
+        try:
+            best_state = self._epochs(features, train, held, trainable, optimizer, progress, task)
+        finally:
+            progress.stop()
+        if best_state is not None:
+            self._restore(best_state, trainable)
+        self._set_training(False, trainable)
+        if trainable:
+            self._mark_tuned(trainable)
+        self.metrics = self._evaluate(features, built, scores, trainable)
+        self.metrics["epochs_run"] = len(self.curves)
+        self.metrics["best_epoch"] = (
+            max(self.curves, key=lambda p: (p.get("held_out_agreement", 0), -p.get("held_out_loss", 0)))[
+                "epoch"
+            ]
+            if len(held)
+            else len(self.curves)
+        )
+
+    def _epochs(
+        self,
+        features: FeatureSet,
+        train: Pairs,
+        held: Pairs,
+        trainable: Mapping,
+        optimizer: Any,
+        progress: Progress,
+        task: Any,
+    ) -> dict[str, Any] | None:
+        """The training loop (epochs of shuffled pair batches, each followed by evaluation); returns the
+        weights of the epoch with the best held-out agreement, if there are held-out pairs."""
+        import torch
+
+        config = self.config
         rng = np.random.default_rng(config.seed)
         best: tuple[float, float] | None = None
         best_state: dict[str, Any] | None = None
         stale = 0
         self.curves = []
         for epoch in range(1, config.epochs + 1):
+            progress.update(task, description=f"training, epoch {epoch}/{config.epochs}")
             self._set_training(True, trainable)
             order = rng.permutation(len(train))
             total, count = 0.0, 0
@@ -338,6 +385,7 @@ class Selector:
                 optimizer.step()
                 total += float(loss.detach()) * len(batch)
                 count += len(batch)
+                progress.advance(task)
             point: dict[str, float] = {"epoch": epoch, "train_loss": total / count}
             train_eval = self._pair_scores(
                 features, train.subset(rng.permutation(len(train))[:2000]), trainable
@@ -361,20 +409,7 @@ class Selector:
                     stale += 1
                     if config.patience and stale >= config.patience:
                         break
-        if best_state is not None:
-            self._restore(best_state, trainable)
-        self._set_training(False, trainable)
-        if trainable:
-            self._mark_tuned(trainable)
-        self.metrics = self._evaluate(features, built, scores, trainable)
-        self.metrics["epochs_run"] = len(self.curves)
-        self.metrics["best_epoch"] = (
-            max(self.curves, key=lambda p: (p.get("held_out_agreement", 0), -p.get("held_out_loss", 0)))[
-                "epoch"
-            ]
-            if len(held)
-            else len(self.curves)
-        )
+        return best_state
 
     def _set_training(self, on: bool, trainable: Mapping[str, Encoder]) -> None:
         self.head.train(on)
