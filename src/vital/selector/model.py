@@ -332,11 +332,8 @@ class Selector:
             transient=True,
         )
         task = progress.add_task(f"training on {len(train):,} pairs", total=steps * config.epochs)
-        progress.start()
-        try:
+        with progress:
             best_state = self._epochs(features, train, held, trainable, optimizer, progress, task)
-        finally:
-            progress.stop()
         if best_state is not None:
             self._restore(best_state, trainable)
         self._set_training(False, trainable)
