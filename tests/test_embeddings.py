@@ -61,3 +61,15 @@ def test_packaged_minilm_embeds_offline():
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]  # a real model: similar captions are closer
+
+
+def test_fully_cached_run_never_loads_the_model(tmp_path, monkeypatch):
+    texts = ["Axial CT of the chest.", "Sagittal T1 MRI of the brain."]
+    first = embed_texts(texts, TextEncoder(), tmp_path, show_progress=False)
+
+    def no_model(self):
+        raise AssertionError("the model was loaded although every text is cached")
+
+    monkeypatch.setattr(TextEncoder, "model", property(no_model))
+    second = embed_texts(texts, TextEncoder(), tmp_path, show_progress=False)
+    assert np.array_equal(first, second)

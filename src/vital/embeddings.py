@@ -111,8 +111,7 @@ class EmbeddingCache:
     """Vectors of one encoder, keyed by content hash, in a folder on disk."""
 
     def __init__(self, directory: str | Path, encoder_name: str, dim: int) -> None:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_name.strip("/")).strip("_") or "encoder"
-        self.directory = Path(directory) / f"{safe}-{dim}"
+        self.directory = Path(directory) / f"{self._folder_name(encoder_name)}-{dim}"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.dim = dim
         self._vectors_path = self.directory / "vectors.f32"
@@ -134,6 +133,25 @@ class EmbeddingCache:
                 handle.truncate(expected)
         self._keys_path.write_text("".join(f"{k}\n" for k in self._rows), encoding="ascii")
         self._map: np.ndarray | None = None
+
+    @staticmethod
+    def _folder_name(encoder_name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_name.strip("/")).strip("_") or "encoder"
+
+    @classmethod
+    def existing(cls, directory: str | Path, encoder_name: str) -> EmbeddingCache | None:
+        """The cache this encoder already has under ``directory``, if exactly one exists.
+
+        Opening it needs no model (the dimension is in the folder's name), so a
+        fully cached run never loads the encoder at all.
+        """
+        prefix = f"{cls._folder_name(encoder_name)}-"
+        dims = [
+            int(path.name[len(prefix):])
+            for path in Path(directory).glob(f"{prefix}*")
+            if path.is_dir() and path.name[len(prefix):].isdigit()
+        ]
+        return cls(directory, encoder_name, dims[0]) if len(dims) == 1 else None
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -223,8 +241,11 @@ def embed_texts(
     """Embeddings of ``texts`` (rows aligned), through the on-disk cache when ``cache_dir`` is given."""
     encoder = encoder or TextEncoder()
     name = getattr(encoder, "cache_name", encoder.name)
-    cache = EmbeddingCache(cache_dir, name, encoder.dim) if cache_dir is not None else None
+    cache = None
+    if cache_dir is not None:
+        cache = EmbeddingCache.existing(cache_dir, name) or EmbeddingCache(cache_dir, name, encoder.dim)
+    dim = cache.dim if cache is not None else encoder.dim
     keys = [content_key(text) for text in texts]
     return encode_cached(
-        keys, texts, encoder.encode, encoder.dim, cache, description="embedding texts", show_progress=show_progress
+        keys, texts, encoder.encode, dim, cache, description="embedding texts", show_progress=show_progress
     )
