@@ -612,3 +612,14 @@ def test_cli_end_to_end_on_real_format_data_whose_images_are_missing(shared_data
     )
     assert result.exit_code == 0, result.output
     assert "by selector score" in result.output and len(json.loads(out.read_text())) == 10
+
+
+def test_pairwise_verdicts_of_a_model_judge_are_judge_pairs(corpus, tmp_path):
+    candidates, figures, preferences, _ = load(corpus)
+    verdicts = [p.model_copy(update={"source": "model"}) for p in preferences]
+    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache", show_progress=False)
+    selector.fit(candidates, figures, preferences=verdicts)
+    counts = selector.metrics["pairs"]
+    assert counts["human_pairs"] == 0 and counts["model_verdict_pairs"] == 120
+    assert selector.metrics["held_out_source"] == "model" and counts["held_out"] > 0
+    assert selector.metrics["held_out"]["agreement"] >= 0.9

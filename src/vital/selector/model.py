@@ -233,8 +233,14 @@ class Selector:
         preferences: Iterable[Preference] = (),
         scores: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
-        """Training and held-out pairs, with counts (no model is touched)."""
+        """Training and held-out pairs, with counts (no model is touched).
+
+        Preference records of source ``human`` are clinician pairs; those of
+        source ``model`` (a judge's pairwise verdicts) join the pairs derived
+        from ``scores`` with weight 1.
+        """
         config = self.config
+        preferences = list(preferences)
         index = {cid: row for row, cid in enumerate(features.candidate_ids)}
         human = human_pairs(preferences, index, config.human_weight)
         train_human, held_human, held_figures, crossing = split_by_figure(
@@ -249,6 +255,13 @@ class Selector:
             seed=config.seed,
             exclude_figures=held_figures,
         )
+        # pairwise verdicts of a model judge (`vital judge --pairwise`: preference records of source "model")
+        verdicts = human_pairs(preferences, index, 1.0, source="model").pairs
+        touches_held = np.isin(
+            [features.figure_ids[i] for i in verdicts.preferred], list(held_figures)
+        ) | np.isin([features.figure_ids[i] for i in verdicts.other], list(held_figures))
+        verdicts = verdicts.subset(~touches_held) if len(verdicts) else verdicts
+        judge = judge + verdicts
         held_source = "human"
         held = held_human
         train_judge = judge
@@ -267,6 +280,7 @@ class Selector:
                 "human_train": len(train_human),
                 "human_held_out": len(held_human),
                 "model_pairs": len(train_judge),
+                "model_verdict_pairs": len(verdicts),
                 "held_out": len(held),
                 "held_out_figures": len(held_figures),
                 "dropped_crossing_split": crossing,
@@ -287,7 +301,7 @@ class Selector:
         _seed_everything(config.seed)
         started = time.perf_counter()
         features = features or self.features(candidates, figures)
-        built = self.build_pairs(features, list(preferences), scores)
+        built = self.build_pairs(features, preferences, scores)
         train = built["train"]
         if len(train) == 0:
             raise InputError(
