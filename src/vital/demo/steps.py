@@ -124,7 +124,8 @@ def train_selector(workspace: Workspace) -> None:
     figures = read_figure_index(workspace.figures)
     candidates = read_candidates(workspace.candidates, figures)
     clinician = workspace.root / "preferences.jsonl"  # written by `vital annotate export --kind preferences`
-    preferences = list(read_records(clinician, Preference)) if clinician.exists() else []
+    verdicts = workspace.root / "model-preferences.jsonl"  # the judge's pairwise verdicts
+    preferences = [p for path in (clinician, verdicts) if path.exists() for p in read_records(path, Preference)]
     config = SelectorConfig(human_weight=100, epochs=6)
     selector = Selector(config, cache_dir=workspace.root / "feature-cache")
     selector.fit(candidates, figures, preferences=preferences, scores=read_scores(workspace.scores))
@@ -135,10 +136,11 @@ def train_selector(workspace: Workspace) -> None:
     workspace.wrote(
         model_dir,
         f"head over {selector.input_dim} features (MiniLM text, image descriptor) trained on "
-        f"{metrics['pairs']['human_train']} clinician and {metrics['pairs']['model_pairs']} judge pairs; "
+        f"{metrics['pairs']['human_train']} clinician and {metrics['pairs']['model_pairs']} judge pairs "
+        f"(scores and pairwise verdicts); "
         f"agreement {held['agreement']:.2f} on {held['pairs']} held-out {source} pairs",
     )
-    if not preferences:
+    if not clinician.exists():
         workspace.console.print(
             "  No clinician preferences yet: export them from the annotation app to preferences.jsonl "
             "and run this step again to mix them in (weight 100).",
