@@ -623,3 +623,33 @@ def test_pairwise_verdicts_of_a_model_judge_are_judge_pairs(corpus, tmp_path):
     assert counts["human_pairs"] == 0 and counts["model_verdict_pairs"] == 120
     assert selector.metrics["held_out_source"] == "model" and counts["held_out"] > 0
     assert selector.metrics["held_out"]["agreement"] >= 0.9
+
+
+def test_interrupted_feature_extraction_resumes_without_re_encoding(tmp_path):
+    from vital.selector import Featurizer
+    from vital.selector.features import context_text, conversation_text
+
+    paths = make_corpus(tmp_path / "big", n_figures=150)
+    candidates, figures, _, _ = load(paths)
+
+    class Interrupted(CountingText):
+        calls = 0
+
+        def encode(self, items):
+            self.calls += 1
+            if self.calls == 3:  # captions, a first batch of 256 conversations, then Ctrl-C
+                raise KeyboardInterrupt
+            return super().encode(items)
+
+    cache = tmp_path / "cache"
+    first = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        Featurizer(first, None, "split", cache, show_progress=False).transform(candidates, figures)
+    contexts = {context_text(figures[c.figure_id]) for c in candidates}
+    conversations = {conversation_text(c) for c in candidates}
+    assert contexts < set(first.seen) and len(first.seen) == len(contexts) + 256
+    again = CountingText()
+    features = Featurizer(again, None, "split", cache, show_progress=False).transform(candidates, figures)
+    assert not set(first.seen) & set(again.seen)  # nothing encoded twice
+    assert set(first.seen) | set(again.seen) == contexts | conversations
+    assert features.encoded == {"context": 0, "conversation": len(conversations) - 256}
