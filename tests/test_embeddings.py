@@ -73,3 +73,7 @@ def test_fully_cached_run_never_loads_the_model(tmp_path, monkeypatch):
     monkeypatch.setattr(TextEncoder, "model", property(no_model))
     second = embed_texts(texts, TextEncoder(), tmp_path, show_progress=False)
     assert np.array_equal(first, second)
+
+
+def test_empty_lookup_on_a_new_cache(tmp_path):
+    assert EmbeddingCache(tmp_path, "enc", 3).get([]).shape == (0, 3)

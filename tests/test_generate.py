@@ -25,8 +25,8 @@ from vital.generate import (
     parse_conversation,
     parse_shard,
 )
-from vital.generate.run import finished_candidates, leading_id
-from vital.jsonl import failures_path
+from vital.generate.run import leading_id
+from vital.jsonl import failures_path, finished_ids
 from vital.llm import EngineConfig, ReplyError
 from vital.records import Figure, Turn
 
@@ -150,7 +150,7 @@ def test_resume_reads_leading_ids_and_still_checks_the_lines_it_needs(tmp_path):
     assert leading_id(b'{"id":"say \\"hi\\"","x":1}') is None
     out = tmp_path / "partial.jsonl"
     out.write_bytes(b'{"id":"a/c0"}\n{"figure_id":"b","id":"b/c0"}\n{"id":"c/c0","conversa')
-    assert finished_candidates(out) == {"a/c0", "b/c0"}  # the torn last line is not finished
+    assert finished_ids(out) == {"a/c0", "b/c0"}  # the torn last line is not finished
 
     figures = write_figures(tmp_path, 3)
     with figures.open("a") as handle:

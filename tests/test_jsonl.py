@@ -152,3 +152,25 @@ def test_non_utf8_line_names_the_line(tmp_path):
     with pytest.raises(InputError) as info:
         list(iter_json_lines(path))
     assert info.value.line == 2
+
+
+def test_finished_ids_fast_path_agrees_with_parsing(tmp_path):
+    path = tmp_path / "out.jsonl"
+    with JsonlWriter(path) as writer:
+        for i in range(50):
+            writer.write({"id": f"fig{i}/c0", "x": i})
+    assert finished_ids(path) == {f"fig{i}/c0" for i in range(50)}
+    numbered = tmp_path / "answers.jsonl"
+    numbered.write_text('{"question_id":3,"text":"yes"}\n{"question_id":"q-4","text":"no"}\n')
+    assert finished_ids(numbered, "question_id") == {"3", "q-4"}
+    mixed = tmp_path / "mixed.jsonl"  # a line whose id is not first, and an escaped id: parsed instead
+    mixed.write_text('{"id":"a"}\n{"x":1,"id":"b"}\n{"id":"say \\"hi\\""}\n')
+    assert finished_ids(mixed) == {"a", "b", 'say "hi"'}
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    path = tmp_path / "selected.json"
+    write_json_atomic(path, [])
+    reference = tmp_path / "plain.json"
+    reference.write_text("[]")
+    assert path.stat().st_mode == reference.stat().st_mode

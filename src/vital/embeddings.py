@@ -160,6 +160,8 @@ class EmbeddingCache:
         return key in self._rows
 
     def get(self, keys: Sequence[str]) -> np.ndarray:
+        if not keys:
+            return np.zeros((0, self.dim), np.float32)
         if self._map is None or self._map.shape[0] < len(self._rows):
             self._map = np.memmap(self._vectors_path, dtype=np.float32, mode="r", shape=(len(self._rows), self.dim))
         return np.asarray(self._map[[self._rows[k] for k in keys]])

@@ -14,7 +14,9 @@ Three rules keep long runs safe:
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import re
 import sys
 import tempfile
 import time
@@ -28,6 +30,8 @@ from pydantic import BaseModel, ValidationError
 from vital.errors import InputError
 
 M = TypeVar("M", bound=BaseModel)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def warn(message: str) -> None:
@@ -104,11 +108,49 @@ def read_records(path: str | Path, model: type[M]) -> Iterator[M]:
             raise validation_to_input_error(exc, path, line_number) from None
 
 
+def _leading_values(path: Path, key: str) -> set[str] | None:
+    """Values of ``key`` when every complete line starts with it, as :class:`JsonlWriter` writes records.
+
+    One regular-expression pass over the memory-mapped file, without parsing
+    JSON (100K candidate lines in well under a second).  ``None`` when any line
+    does not start with a plain string or integer ``key``; the caller then parses.
+    """
+    if path.stat().st_size == 0:
+        return set()
+    field = re.escape(json.dumps(key).encode())
+    value = rb'(?:"([^"\\\n]*)"|(-?\d+)[,}])'
+    first_line = re.compile(rb"\{" + field + rb":" + value)
+    # A literal prefix lets the regex engine jump from match to match instead of testing every byte.
+    next_line = re.compile(rb"\n\{" + field + rb":" + value)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            return None
+        lines = sum(data[i : i + (1 << 24)].count(b"\n") for i in range(0, end, 1 << 24))
+        first = first_line.match(data, 0, end)
+        if first is None:
+            return None
+        values = [first.group(1) or first.group(2)]
+        values += [m.group(1) or m.group(2) for m in next_line.finditer(data, 0, end - 1)]
+        if len(values) != lines:
+            return None
+        if end < len(data):
+            warn(f"{path}: ignoring a torn last line (an interrupted write)")
+        return {value.decode("utf-8") for value in values}
+
+
 def finished_ids(path: str | Path, key: str | Callable[[dict[str, Any]], str] = "id") -> set[str]:
-    """The ids already written to an output, in one streaming pass (empty if absent)."""
+    """The ids already written to an output, in one streaming pass (empty if absent).
+
+    ``key`` names the id field, or computes an id from a record.
+    """
     path = Path(path)
     if not path.exists():
         return set()
+    if isinstance(key, str):
+        fast = _leading_values(path, key)
+        if fast is not None:
+            return fast
     get = (lambda obj: obj.get(key)) if isinstance(key, str) else key
     done: set[str] = set()
     for _, obj in iter_json_lines(path):
@@ -209,6 +251,7 @@ def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

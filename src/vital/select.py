@@ -38,7 +38,7 @@ from vital.embeddings import content_key
 from vital.errors import InputError
 from vital.figures import portable_path
 from vital.figures.images import ImageError, is_dicom, load_image
-from vital.figures.importers import _from_llava_med, iter_json_objects
+from vital.figures.importers import figure_from_llava_med, iter_json_objects
 from vital.jsonl import (
     FailureLog,
     atomic_writer,
@@ -440,7 +440,7 @@ def import_llava(
                 "generator": {"backend": "import", "source": str(source), "line": line},
             }
             if obj.get("fig_caption") and figures_out is not None and figure_id not in figures:
-                figure = _from_llava_med(
+                figure = figure_from_llava_med(
                     {**obj, "pair_id": figure_id}, None, source, line, keep_conversations=False
                 )
                 figure.image = portable_path(image, Path(figures_out).resolve().parent) if image else None

@@ -184,7 +184,11 @@ def _make_figure(fields: dict, path: Path, line: int) -> Figure:
         raise validation_to_input_error(exc, path, line) from None
 
 
-def _from_llava_med(obj: dict, group: str | None, path: Path, line: int, *, keep_conversations: bool) -> Figure:
+def figure_from_llava_med(obj: dict, group: str | None, path: Path, line: int, *, keep_conversations: bool) -> Figure:
+    """A LLaVA-Med (or BioMed-VITAL, with ``keep_conversations``) record as a :class:`Figure`.
+
+    ``group`` is the domain key the record was listed under, if any.
+    """
     figure_id = _string(obj, "pair_id", path, line) or _string(obj, "id", path, line)
     if figure_id is None:
         raise InputError("required field is missing", path=path, line=line, field="pair_id")
@@ -296,4 +300,4 @@ def iter_source(path: str | Path, fmt: str = "auto") -> Iterator[tuple[int, Figu
         if fmt == "vital":
             yield line, _make_figure(obj, path, line)
         else:
-            yield line, _from_llava_med(obj, group, path, line, keep_conversations=fmt == "biomed-vital")
+            yield line, figure_from_llava_med(obj, group, path, line, keep_conversations=fmt == "biomed-vital")

@@ -16,7 +16,6 @@ figures whose id hashes to ``i`` modulo ``n``, the same on every machine.
 from __future__ import annotations
 
 import json
-import mmap
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -34,7 +33,7 @@ from vital.generate.caption import caption_conversation
 from vital.generate.demos import Policy, load_demonstrations, make_policy, stable_seed
 from vital.generate.parse import parse_conversation
 from vital.generate.prompts import build_messages
-from vital.jsonl import FailureLog, JsonlWriter, validation_to_input_error, warn
+from vital.jsonl import FailureLog, JsonlWriter, finished_ids, validation_to_input_error, warn
 from vital.llm import (
     Engine,
     EngineConfig,
@@ -120,8 +119,6 @@ class _Job:
 
 
 _LEADING_ID = re.compile(rb'^\{\s*"id"\s*:\s*"([^"\\\n]*)"')
-# A literal prefix lets the regex engine jump from match to match instead of testing every byte.
-_NEXT_LINE_ID = re.compile(rb'\n\{"id":"([^"\\\n]*)"')
 
 
 def leading_id(raw: bytes) -> str | None:
@@ -140,36 +137,6 @@ def _parse_line(raw: bytes, path: Path, line: int) -> dict[str, Any] | None:
     if not isinstance(obj, dict):
         raise InputError(f"expected a JSON object, found {type(obj).__name__}", path=path, line=line)
     return obj
-
-
-def finished_candidates(out: Path) -> set[str]:
-    """Ids of the candidates in ``out`` (a torn last line left by a kill is not finished).
-
-    One regular-expression pass over the memory-mapped file when every line
-    starts with its id (as :class:`~vital.jsonl.JsonlWriter` writes candidates);
-    otherwise line by line, parsing the lines that do not.
-    """
-    done: set[str] = set()
-    if not out.exists() or out.stat().st_size == 0:
-        return done
-    with out.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        end = data.rfind(b"\n") + 1
-        first = leading_id(data[: data.find(b"\n") + 1])
-        ids = [match.group(1) for match in _NEXT_LINE_ID.finditer(data, 0, end)]
-        lines = sum(data[i : i + (1 << 24)].count(b"\n") for i in range(0, end, 1 << 24))
-        if first is not None and len(ids) + 1 == lines:
-            return {first, *(record_id.decode("utf-8") for record_id in ids)}
-    with out.open("rb") as handle:
-        for line, raw in enumerate(handle, start=1):
-            if not raw.endswith(b"\n"):
-                break
-            record_id = leading_id(raw)
-            if record_id is None:
-                obj = _parse_line(raw, out, line)
-                record_id = obj.get("id") if obj else None
-            if record_id is not None:
-                done.add(str(record_id))
-    return done
 
 
 _KS = tuple(str(k) for k in range(1000))  # candidate numbers as they appear in ids
@@ -227,7 +194,7 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
     elif config.demos is not None:
         warn("the caption backend writes from captions alone; --demos is not used")
     console = console or Console(stderr=True)
-    done = finished_candidates(out)
+    done = finished_ids(out)
     skipped = [0]
     jobs = _jobs(figures, config.candidates, config.shard, done, skipped)
     total = count_lines(figures) * config.candidates
