@@ -77,3 +77,23 @@ def test_fully_cached_run_never_loads_the_model(tmp_path, monkeypatch):
 
 def test_empty_lookup_on_a_new_cache(tmp_path):
     assert EmbeddingCache(tmp_path, "enc", 3).get([]).shape == (0, 3)
+
+
+def test_two_writers_sharing_a_cache_never_mix_up_rows(tmp_path):
+    first, second = EmbeddingCache(tmp_path, "enc", 2), EmbeddingCache(tmp_path, "enc", 2)
+    a, b, c = content_key("a"), content_key("b"), content_key("c")
+    first.add([a], np.array([[1, 1]], np.float32))
+    second.add([a, b], np.array([[1, 1], [2, 2]], np.float32))  # a is already there: not written again
+    first.add([c, c], np.array([[3, 3], [3, 3]], np.float32))  # a key repeated in one batch is written once
+    for cache in (first, second, EmbeddingCache(tmp_path, "enc", 2)):
+        assert cache.get([a, b, c]).tolist() == [[1, 1], [2, 2], [3, 3]]
+
+
+def test_damaged_cache_is_a_clear_error(tmp_path):
+    from vital.errors import InputError
+
+    cache = EmbeddingCache(tmp_path, "enc", 2)
+    cache.add([content_key("a")], np.array([[1, 2]], np.float32))
+    (cache.directory / "vectors.f32").write_bytes(b"")
+    with pytest.raises(InputError, match="damaged"):
+        EmbeddingCache(tmp_path, "enc", 2)

@@ -14,14 +14,19 @@ unreferenced rows, which the next open cuts off.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vital.errors import InputError
+from vital.jsonl import torn_tail_length
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 
@@ -108,7 +113,13 @@ class TextEncoder:
 
 
 class EmbeddingCache:
-    """Vectors of one encoder, keyed by content hash, in a folder on disk."""
+    """Vectors of one encoder, keyed by content hash, in a folder on disk.
+
+    Row ``i`` of ``vectors.f32`` belongs to line ``i`` of ``keys.txt``.  Writers
+    hold an exclusive lock on the folder while they append, and every writer
+    first reads the keys that others appended, so several processes (two
+    trainings, a sweep and a scoring run) can share one cache.
+    """
 
     def __init__(self, directory: str | Path, encoder_name: str, dim: int) -> None:
         self.directory = Path(directory) / f"{self._folder_name(encoder_name)}-{dim}"
@@ -117,22 +128,42 @@ class EmbeddingCache:
         self._vectors_path = self.directory / "vectors.f32"
         self._keys_path = self.directory / "keys.txt"
         self._rows: dict[str, int] = {}
-        if self._keys_path.exists():
-            with self._keys_path.open(encoding="ascii") as handle:
-                for line in handle:
-                    key = line.strip()
-                    if len(key) == 32:  # a torn last key is ignored
-                        self._rows.setdefault(key, len(self._rows))
-        row_bytes = dim * 4
-        expected = len(self._rows) * row_bytes
-        size = self._vectors_path.stat().st_size if self._vectors_path.exists() else 0
-        if size < expected:
-            raise RuntimeError(f"embedding cache {self.directory} is damaged: delete the folder to rebuild it")
-        if size > expected:
-            with self._vectors_path.open("r+b") as handle:
-                handle.truncate(expected)
-        self._keys_path.write_text("".join(f"{k}\n" for k in self._rows), encoding="ascii")
+        self._n_rows = 0
+        self._keys_read = 0  # bytes of keys.txt already read into _rows
         self._map: np.ndarray | None = None
+        with self._locked():
+            self._keys_path.touch()
+            torn = torn_tail_length(self._keys_path)
+            if torn:  # a key whose line a killed writer did not finish
+                with self._keys_path.open("r+b") as handle:
+                    handle.truncate(self._keys_path.stat().st_size - torn)
+            self._read_new_keys()
+            expected = self._n_rows * dim * 4
+            size = self._vectors_path.stat().st_size if self._vectors_path.exists() else 0
+            if size < expected:
+                raise InputError(f"embedding cache is damaged (fewer vectors than keys): delete {self.directory}")
+            if size > expected:  # rows whose keys a killed writer never wrote
+                with self._vectors_path.open("r+b") as handle:
+                    handle.truncate(expected)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.directory / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_new_keys(self) -> None:
+        with self._keys_path.open("rb") as handle:
+            handle.seek(self._keys_read)
+            for line in handle:
+                if not line.endswith(b"\n"):  # another writer is still writing it
+                    break
+                self._rows.setdefault(line.strip().decode("ascii"), self._n_rows)
+                self._n_rows += 1
+                self._keys_read += len(line)
 
     @staticmethod
     def _folder_name(encoder_name: str) -> str:
@@ -154,7 +185,7 @@ class EmbeddingCache:
         return cls(directory, encoder_name, dims[0]) if len(dims) == 1 else None
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._n_rows
 
     def __contains__(self, key: str) -> bool:
         return key in self._rows
@@ -162,23 +193,29 @@ class EmbeddingCache:
     def get(self, keys: Sequence[str]) -> np.ndarray:
         if not keys:
             return np.zeros((0, self.dim), np.float32)
-        if self._map is None or self._map.shape[0] < len(self._rows):
-            self._map = np.memmap(self._vectors_path, dtype=np.float32, mode="r", shape=(len(self._rows), self.dim))
+        if any(key not in self._rows for key in keys):
+            self._read_new_keys()  # written by another process since we last looked
+        if self._map is None or self._map.shape[0] < self._n_rows:
+            self._map = np.memmap(self._vectors_path, dtype=np.float32, mode="r", shape=(self._n_rows, self.dim))
         return np.asarray(self._map[[self._rows[k] for k in keys]])
 
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(keys), self.dim):
             raise ValueError(f"expected vectors of shape {(len(keys), self.dim)}, got {vectors.shape}")
-        new = [i for i, key in enumerate(keys) if key not in self._rows]
-        if not new:
-            return
-        with self._vectors_path.open("ab") as handle:
-            handle.write(vectors[new].tobytes())
-        with self._keys_path.open("a", encoding="ascii") as handle:
-            for i in new:
-                self._rows[keys[i]] = len(self._rows)
-                handle.write(f"{keys[i]}\n")
+        with self._locked():
+            self._read_new_keys()
+            new: dict[str, int] = {}
+            for index, key in enumerate(keys):
+                if key not in self._rows and key not in new:
+                    new[key] = index
+            if not new:
+                return
+            with self._vectors_path.open("ab") as handle:
+                handle.write(vectors[list(new.values())].tobytes())
+            with self._keys_path.open("ab") as handle:
+                handle.write("".join(f"{key}\n" for key in new).encode("ascii"))
+            self._read_new_keys()
 
 
 def encode_cached(

@@ -50,7 +50,7 @@ def validation_to_input_error(exc: ValidationError, path: str | Path, line: int 
     return InputError(problem, path=path, line=line, field=_field_name(first))
 
 
-def _torn_tail_length(path: Path) -> int:
+def torn_tail_length(path: Path) -> int:
     """Bytes after the last newline: a line a killed writer did not finish."""
     size = path.stat().st_size
     if size == 0:
@@ -183,7 +183,7 @@ class JsonlWriter:
     def __enter__(self) -> JsonlWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            torn = _torn_tail_length(self.path)
+            torn = torn_tail_length(self.path)
             if torn:
                 size = self.path.stat().st_size
                 warn(f"{self.path}: removing a torn last line of {torn} bytes left by an interrupted run")
