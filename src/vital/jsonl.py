@@ -69,12 +69,13 @@ def torn_tail_length(path: Path) -> int:
     return size
 
 
-def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for every non-blank line.
+def iter_json_lines(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for every non-blank line; a malformed line is an :class:`InputError`.
 
-    A malformed line raises :class:`InputError` naming it, except a malformed
-    *last* line with no trailing newline, which is the torn write of a killed
-    process: it is reported on stderr and skipped.
+    A malformed last line with no trailing newline is what a killed writer
+    leaves.  Resuming an output (``skip_torn_tail=True``) reports and skips it;
+    reading an input stops with an error that says so, because a record that is
+    merely mistyped must never be dropped quietly.
     """
     path = Path(path)
     if not path.exists():
@@ -89,8 +90,15 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 obj = json.loads(raw.decode("utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 if not raw.endswith(b"\n"):
-                    warn(f"{path}:{line_number}: ignoring a torn last line (an interrupted write)")
-                    return
+                    if skip_torn_tail:
+                        warn(f"{path}:{line_number}: ignoring a torn last line (an interrupted write)")
+                        return
+                    raise InputError(
+                        f"not valid JSON ({exc}); the last line is incomplete, as an interrupted run leaves it: "
+                        "rerun the stage that writes this file to finish it",
+                        path=path,
+                        line=line_number,
+                    ) from None
                 raise InputError(f"not valid JSON ({exc})", path=path, line=line_number) from None
             if not isinstance(obj, dict):
                 raise InputError(
@@ -153,7 +161,7 @@ def finished_ids(path: str | Path, key: str | Callable[[dict[str, Any]], str] = 
             return fast
     get = (lambda obj: obj.get(key)) if isinstance(key, str) else key
     done: set[str] = set()
-    for _, obj in iter_json_lines(path):
+    for _, obj in iter_json_lines(path, skip_torn_tail=True):
         value = get(obj)
         if value is not None:
             done.add(str(value))
