@@ -63,3 +63,33 @@ def test_import_prints_a_summary_table(tmp_path):
 @pytest.mark.parametrize("args", [["sample"], ["figures", "import"]])
 def test_usage_errors_exit_2(args):
     assert vital(*args).returncode == 2
+
+
+def test_generate_refuses_to_append_to_its_own_input(tmp_path):
+    figures = tmp_path / "figures.jsonl"
+    figures.write_text('{"id": "a", "caption": "Axial CT of the chest."}\n')
+    result = vital("generate", figures, "--out", figures, "--backend", "caption")
+    assert result.returncode == 2 and "--out" in result.stderr
+    assert figures.read_text().count("\n") == 1
+
+
+def test_judge_pairwise_into_a_scores_file_exits_2(tmp_path):
+    figures = tmp_path / "figures.jsonl"
+    figures.write_text('{"id": "a", "caption": "Axial CT of the chest."}\n')
+    candidates = tmp_path / "candidates.jsonl"
+    assert vital("generate", figures, "--out", candidates, "--backend", "caption", "--candidates", "2").returncode == 0
+    scores = tmp_path / "scores.jsonl"
+    assert vital("judge", candidates, "--figures", figures, "--out", scores, "--backend", "heuristic").returncode == 0
+    result = vital("judge", candidates, "--figures", figures, "--out", scores, "--pairwise", "--backend", "heuristic")
+    assert result.returncode == 2 and "field 'chosen'" in result.stderr
+
+
+def test_failed_items_give_exit_status_1_and_keep_a_failures_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    figures = tmp_path / "figures.jsonl"
+    figures.write_text('{"id": "a", "caption": "Axial CT of the chest."}\n')
+    out = tmp_path / "candidates.jsonl"
+    result = vital("generate", figures, "--out", out, "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0")
+    assert result.returncode == 1 and "retry them" in result.stderr
+    assert (tmp_path / "candidates.failures.jsonl").is_file()
+    assert "sk-test-not-a-real-key" not in result.stderr + result.stdout

@@ -185,3 +185,21 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     reference = tmp_path / "plain.json"
     reference.write_text("[]")
     assert path.stat().st_mode == reference.stat().st_mode
+
+
+def test_output_that_is_also_an_input_is_refused(tmp_path):
+    from vital.jsonl import refuse_input_as_output
+
+    figures = tmp_path / "figures.jsonl"
+    with pytest.raises(InputError) as info:
+        refuse_input_as_output(tmp_path / "." / "figures.jsonl", tmp_path / "demos.jsonl", figures)
+    assert info.value.field == "--out"
+    refuse_input_as_output(tmp_path / "candidates.jsonl", figures, None)
+
+
+def test_resuming_into_a_file_of_another_kind_is_an_input_error(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    path.write_text('{"candidate_id": "a/c0", "score": 7, "source": "model"}\n')
+    with pytest.raises(InputError) as info:
+        finished_ids(path, lambda obj: obj["chosen"])
+    assert (info.value.line, info.value.field) == (1, "chosen")

@@ -161,11 +161,25 @@ def finished_ids(path: str | Path, key: str | Callable[[dict[str, Any]], str] = 
             return fast
     get = (lambda obj: obj.get(key)) if isinstance(key, str) else key
     done: set[str] = set()
-    for _, obj in iter_json_lines(path, skip_torn_tail=True):
-        value = get(obj)
+    for line, obj in iter_json_lines(path, skip_torn_tail=True):
+        try:
+            value = get(obj)
+        except KeyError as exc:
+            raise InputError(
+                "this output holds records of another kind; write to a new file",
+                path=path, line=line, field=str(exc.args[0]),
+            ) from None
         if value is not None:
             done.add(str(value))
     return done
+
+
+def refuse_input_as_output(out: str | Path, *inputs: str | Path | None) -> None:
+    """Stop before appending to a file the same run reads: that would corrupt it."""
+    target = Path(out).resolve()
+    for source in inputs:
+        if source is not None and Path(source).resolve() == target:
+            raise InputError(f"is also an input of this run ({source}); choose another output file", field="--out")
 
 
 def dumps(record: BaseModel | dict[str, Any]) -> str:

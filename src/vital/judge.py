@@ -57,7 +57,14 @@ from vital.errors import InputError
 from vital.figures import ImageError, read_figures, resolve_image
 from vital.generate.parse import render_conversation
 from vital.generate.prompts import user_turn
-from vital.jsonl import FailureLog, JsonlWriter, finished_ids, iter_json_lines, validation_to_input_error
+from vital.jsonl import (
+    FailureLog,
+    JsonlWriter,
+    finished_ids,
+    iter_json_lines,
+    refuse_input_as_output,
+    validation_to_input_error,
+)
 from vital.llm import (
     Engine,
     EngineConfig,
@@ -428,11 +435,19 @@ class JudgeReport:
     ties: int = 0
 
 
+def _conversation_score_key(record: dict[str, Any]) -> str:
+    """Resume key of a whole-conversation score; a per-turn score here means the file is of another kind."""
+    if "turn" in record:
+        raise KeyError("turn")
+    return record["candidate_id"]
+
+
 def judge(candidates: str | Path, figures: str | Path, out: str | Path, config: JudgeConfig | None = None,
           engine_config: EngineConfig | None = None, *, console: Console | None = None) -> JudgeReport:
     """Score (or, with ``pairwise``, compare) every candidate; append records to ``out`` as they finish."""
     config = config or JudgeConfig()
     candidates, figures, out = Path(candidates), Path(figures), Path(out)
+    refuse_input_as_output(out, candidates, figures)
     console = console or Console(stderr=True)
     figure_index = {figure.id: figure for figure in read_figures(figures)}
     groups = _read_candidates(candidates, figure_index)
@@ -442,9 +457,9 @@ def judge(candidates: str | Path, figures: str | Path, out: str | Path, config: 
         done = finished_ids(out, lambda obj: pair_key(obj["chosen"], obj["rejected"]))
         done |= finished_ids(ties, lambda obj: pair_key(obj["a"], obj["b"]))
     elif config.unit == "turn":
-        done = finished_ids(out, lambda obj: f"{obj['candidate_id']}#{obj.get('turn')}")
+        done = finished_ids(out, lambda obj: f"{obj['candidate_id']}#{obj['turn']}")
     else:
-        done = finished_ids(out, "candidate_id")
+        done = finished_ids(out, _conversation_score_key)
     skipped = [0]
     items = _items(groups, figure_index, config, done, skipped)
     if config.pairwise:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vital.cli.options import engine_options
+from vital.cli.options import engine_options, exit_if_failed
 
 if TYPE_CHECKING:  # vital.llm pulls in aiohttp; `vital --help` should not wait for it
     from vital.llm import EngineConfig
@@ -116,8 +116,7 @@ def _finish(stats: Any, engine: Any, out: Path) -> None:
 
     console = Console(stderr=True)
     console.print(summary_table(stats, engine))
-    if stats.failed:
-        console.print(f"[red]{stats.failed} questions failed; see {failures_path(out)}; rerun to retry them")
+    exit_if_failed(stats.failed, failures_path(out), "questions")
 
 
 @eval_app.command("answer")
@@ -159,6 +158,7 @@ def answer_command(
     from vital.errors import InputError
     from vital.evaluate.answer import answer_questions, benchmark_questions
     from vital.evaluate.questions import load_questions
+    from vital.jsonl import refuse_input_as_output
 
     if (benchmark is None) == (questions is None):
         raise InputError("give either --benchmark with --data, or --questions", field="--benchmark")
@@ -167,6 +167,7 @@ def answer_command(
             raise InputError("--benchmark needs --data (the benchmark's folder)", field="--data")
         items = benchmark_questions(benchmark, data, lang=lang, images=images)
     else:
+        refuse_input_as_output(out, questions)
         items = load_questions(questions, lang=lang, images=images, need_answers=False)
     items = items[:limit] if limit is not None else items
     local = backend == "transformers"

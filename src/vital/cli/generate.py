@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vital.cli.options import backend_option, engine_options
+from vital.cli.options import backend_option, engine_options, exit_if_failed
 
 if TYPE_CHECKING:
     from vital.llm import EngineConfig
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
             shard=parse_shard(shard) if shard else None, cache=cache_file,
         )
         report = run_generate(figures, out, config, engine)
-        _finish(report.stats.failed, report.failures)
+        exit_if_failed(report.stats.failed, report.failures)
 
     @app.command()
     @engine_options
@@ -76,10 +76,5 @@ def register(app: typer.Typer) -> None:
         config = JudgeConfig(backend=backend, unit=unit, pairwise=pairwise, temperature=temperature,
                              max_tokens=max_tokens, cache=cache_file)
         report = run_judge(candidates, figures, out, config, engine)
-        _finish(report.stats.failed, sibling_path(out, "failures.jsonl"))
+        exit_if_failed(report.stats.failed, sibling_path(out, "failures.jsonl"))
 
-
-def _finish(failed: int, failures: Path) -> None:
-    if failed:
-        typer.echo(f"{failed} items failed; reasons and raw replies are in {failures}. "
-                   "Run the same command again to retry them.", err=True)

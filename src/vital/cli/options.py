@@ -97,3 +97,14 @@ def backend_option(offline: str, offline_help: str) -> Any:
         "openai", "--backend",
         help=f"openai: any OpenAI-compatible server (see {PANEL}); {offline}: {offline_help}.",
     )
+
+
+def exit_if_failed(failed: int, failures: Path, noun: str = "items") -> None:
+    """Exit status 1 when some items failed: what finished is kept, and the same command retries the rest."""
+    if failed:
+        typer.echo(
+            f"{failed} {noun} failed; reasons and raw replies are in {failures}. "
+            "Run the same command again to retry them.",
+            err=True,
+        )
+        raise typer.Exit(1)

@@ -233,6 +233,7 @@ def judge_chat(
         items,
         out,
         make_work=make_work,
+        inputs=(questions, answers),
         stage="eval-chat",
         title=f"judging chat answers, {config.label}",
         engine_config=config,

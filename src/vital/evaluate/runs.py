@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from vital.jsonl import FailureLog, JsonlWriter, failures_path, finished_ids
+from vital.jsonl import FailureLog, JsonlWriter, failures_path, finished_ids, refuse_input_as_output
 
 Work = Callable[[Any], Awaitable[dict[str, Any]]]
 
@@ -32,17 +32,19 @@ def run_resumable(
     engine_config: Any = None,
     cache: str | Path | None = None,
     console: Console | None = None,
+    inputs: Sequence[str | Path | None] = (),
 ) -> tuple[Any, Any]:
     """Write ``make_work(engine)(item)`` for each unfinished item to ``out``; return ``(RunStats, engine)``.
 
     With ``engine_config`` (a :class:`vital.llm.EngineConfig`) the work gets an
     :class:`vital.llm.Engine` logging beside ``out``; without, it gets ``None``
     and runs one item at a time.  Items have an ``id``; records are keyed by
-    ``question_id``.
+    ``question_id``.  ``inputs`` are the files the run reads; ``out`` must be none of them.
     """
     from vital.llm import Engine, drop_if_empty, map_jobs
 
     out = Path(out)
+    refuse_input_as_output(out, *inputs)
     done = finished_ids(out, "question_id")
     todo = [item for item in items if item.id not in done]
 

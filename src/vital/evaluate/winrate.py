@@ -122,6 +122,7 @@ def judge_pairs(
         items,
         out,
         make_work=make_work,
+        inputs=(questions, answers_a, answers_b),
         stage="eval-winrate",
         title=f"judging pairs, {config.label}",
         engine_config=config,

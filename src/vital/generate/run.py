@@ -33,7 +33,14 @@ from vital.generate.caption import caption_conversation
 from vital.generate.demos import Policy, load_demonstrations, make_policy, stable_seed
 from vital.generate.parse import parse_conversation
 from vital.generate.prompts import build_messages
-from vital.jsonl import FailureLog, JsonlWriter, finished_ids, validation_to_input_error, warn
+from vital.jsonl import (
+    FailureLog,
+    JsonlWriter,
+    finished_ids,
+    refuse_input_as_output,
+    validation_to_input_error,
+    warn,
+)
 from vital.llm import (
     Engine,
     EngineConfig,
@@ -187,6 +194,7 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
     figures, out = Path(figures), Path(out)
     if not figures.is_file():
         raise InputError("file not found", path=figures)
+    refuse_input_as_output(out, figures, config.demos)
     policy: Policy | None = None
     if config.backend == "openai" and config.demos is not None:
         policy = make_policy(config.demo_policy, load_demonstrations(config.demos), seed=config.seed,
