@@ -353,3 +353,20 @@ def test_dicom_images_are_exported_as_png_for_llava(tmp_path):
     assert record["image"].startswith("selected.images/") and record["image"].endswith(".png")
     with Image.open(tmp_path / record["image"]) as image:
         assert image.size == (128, 128)
+
+
+def test_merged_image_paths_are_rewritten_from_their_own_folder(pool, tmp_path):
+    candidates, figures, scores = pool
+    result = select_candidates(candidates, scores, SelectionPolicy(top_k=1), figures)
+    other_images = tmp_path / "llava-med" / "images"
+    other_images.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(other_images / "pmc1.jpg")
+    extra = tmp_path / "llava-med" / "instruct.json"
+    record = {"id": "m1", "image": "pmc1.jpg", "conversations": turns(("Q?", "A."))}
+    extra.write_text(json.dumps([record]))
+    out = tmp_path / "out" / "selected.json"
+    export_llava(result, out, merge=[extra], image_root=tmp_path, merge_images=other_images)
+    merged = json.loads(out.read_text())[-1]
+    assert merged["image"] == "llava-med/images/pmc1.jpg"  # relative to --image-root, like every record
+    export_llava(result, out, merge=[extra])
+    assert json.loads(out.read_text())[-1]["image"] == "pmc1.jpg"  # kept as written without --merge-images

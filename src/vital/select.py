@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from vital.embeddings import content_key
 from vital.errors import InputError
-from vital.figures import portable_path
+from vital.figures import portable_path, resolve_image
 from vital.figures.images import ImageError, is_dicom, load_image
 from vital.figures.importers import figure_from_llava_med, iter_json_objects
 from vital.jsonl import (
@@ -294,13 +294,17 @@ def export_llava(
     *,
     image_root: str | Path | None = None,
     merge: Sequence[str | Path] = (),
+    merge_images: str | Path | None = None,
 ) -> SelectionResult:
     """Write the kept candidates, then the merged datasets without duplicates, as one LLaVA JSON list.
 
     The file is written atomically.  Candidates that could not become LLaVA
     records go to ``<out>.failures.jsonl`` with the reason.  Image paths are
     written relative to ``image_root`` (LLaVA's ``--image_folder``) when
-    given; DICOM images are rendered to PNG in ``<out>.images/``.
+    given; DICOM images are rendered to PNG in ``<out>.images/``.  A merged
+    dataset's image names are relative to its own image folder: with
+    ``merge_images`` (that folder) they are rewritten like the kept
+    candidates'; without, they are kept as written.
     """
     out = Path(out)
     root = Path(image_root) if image_root else None
@@ -325,6 +329,9 @@ def export_llava(
                 duplicates += 1
                 continue
             seen_content.add(key)
+            if merge_images and record.get("image"):
+                source_image = resolve_image(record["image"], merge_images)
+                record["image"] = _export_image(str(source_image), out, root, converted)
             if record["id"] in seen_ids:
                 record["id"] = f"{Path(source).stem}:{record['id']}"
             seen_ids.add(record["id"])

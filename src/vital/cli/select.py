@@ -68,6 +68,14 @@ def register(app: typer.Typer) -> None:
             list[Path],
             typer.Option("--merge", help="Another LLaVA-format dataset to add (deduplicated); repeatable."),
         ] = [],  # noqa: B006
+        merge_images: Annotated[
+            Path | None,
+            typer.Option(
+                "--merge-images",
+                help="The folder the --merge datasets' image names are relative to; their paths are then "
+                "rewritten like the selected ones (without it they are kept as written).",
+            ),
+        ] = None,
         image_root: Annotated[
             Path | None, typer.Option("--image-root", help="Write image paths relative to this folder.")
         ] = None,
@@ -105,7 +113,7 @@ def register(app: typer.Typer) -> None:
             require_image=not keep_missing_images,
         )
         result = select_candidates(candidate_list, values, policy, figure_index)
-        export_llava(result, out, image_root=image_root, merge=merge)
+        export_llava(result, out, image_root=image_root, merge=merge, merge_images=merge_images)
         report = write_report(result, out)
         kept = len(result.kept)
         typer.echo(f"kept {kept} of {len(result.decisions)} candidates by {chosen} score; wrote {out}")
