@@ -203,3 +203,11 @@ def test_resuming_into_a_file_of_another_kind_is_an_input_error(tmp_path):
     with pytest.raises(InputError) as info:
         finished_ids(path, lambda obj: obj["chosen"])
     assert (info.value.line, info.value.field) == (1, "chosen")
+
+
+def test_json_files_are_strict_json(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json_atomic(path, {"agreement": float("nan"), "curve": [1.0, float("inf")], "n": 3})
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c)) == {
+        "agreement": None, "curve": [1.0, None], "n": 3,
+    }

@@ -14,6 +14,7 @@ Three rules keep long runs safe:
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import re
@@ -280,9 +281,20 @@ def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities replaced by ``None``: strict JSON, which every parser reads."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
 def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2) -> None:
     with atomic_writer(path) as handle:
-        json.dump(obj, handle, ensure_ascii=False, indent=indent)
+        json.dump(json_safe(obj), handle, ensure_ascii=False, indent=indent, allow_nan=False)
         handle.write("\n")
 
 

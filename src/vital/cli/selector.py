@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from vital.jsonl import json_safe
+
 PANEL = "Training"
 
 Candidates = Annotated[Path, typer.Option("--candidates", help="Candidates JSONL.")]
@@ -207,7 +209,7 @@ def register(app: typer.Typer) -> None:
         selector.fit(candidate_list, figure_index, preferences=prefs, scores=judge)
         selector.save(out)
         if json_output:
-            typer.echo(json.dumps(selector.metrics))
+            typer.echo(json.dumps(json_safe(selector.metrics), allow_nan=False))
         else:
             _print_metrics(selector.metrics, out)
 
@@ -278,7 +280,7 @@ def register(app: typer.Typer) -> None:
             show_progress=not json_output,
         )
         if json_output:
-            typer.echo(json.dumps(rows))
+            typer.echo(json.dumps(json_safe({"runs": rows}), allow_nan=False))
             return
         table = Table(title="held-out agreement by human weight")
         for name in ("w", "agreement", "AUC", "MAP", "mean rank", "judge"):
