@@ -913,3 +913,16 @@ def test_two_annotators_with_overlap_two_on_the_demo_workspace(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     pairs = json.loads((model / "metrics.json").read_text())["pairs"]
     assert pairs["human_pairs_unknown_candidates"] == 0 and pairs["human_train"] > 0
+
+
+def test_export_and_stats_refuse_a_database_that_does_not_exist(tmp_path):
+    from typer.testing import CliRunner
+
+    from vital.cli import app
+
+    missing = f"sqlite:///{tmp_path / 'typo.db'}"
+    for args in (["annotate", "export", "--db", missing, "--kind", "preferences", "--out", str(tmp_path / "p.jsonl")],
+                 ["annotate", "stats", "--db", missing]):
+        with pytest.raises(InputError, match="no annotation database"):
+            CliRunner().invoke(app, args, catch_exceptions=False)
+    assert not (tmp_path / "typo.db").exists()

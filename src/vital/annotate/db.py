@@ -218,10 +218,15 @@ class AnnotationDB:
     >>> with db.write() as session: ...
     """
 
-    def __init__(self, url: str | Path = "sqlite:///annotations.db") -> None:
+    def __init__(self, url: str | Path = "sqlite:///annotations.db", *, create: bool = True) -> None:
+        """``create=False`` (for exports and statistics) refuses a SQLite file that does not exist yet,
+        so a mistyped ``--db`` is an error instead of a new, empty database."""
         self.url = database_url(url)
         if self.url.startswith("sqlite:///") and not self.url.startswith("sqlite:///:memory:"):
-            Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = Path(self.url.removeprefix("sqlite:///")).expanduser()
+            if not create and not path.is_file():
+                raise InputError("no annotation database here (check --db)", path=path, field="--db")
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = _make_engine(self.url)
         self._writer = self.engine.execution_options(vital_write=True)
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()

@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         from vital.annotate import AnnotationDB
         from vital.annotate.tasks import release_open_tasks
 
-        count = release_open_tasks(AnnotationDB(db), name)
+        count = release_open_tasks(AnnotationDB(db, create=False), name)
         typer.echo(f"released {count} open tasks of {name!r}")
 
     @group.command()
@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         """Write preference pairs (for `vital selector train`) or demonstrations (for `vital generate`)."""
         from vital.annotate import AnnotationDB, export_demonstrations, export_preferences
 
-        database = AnnotationDB(db)
+        database = AnnotationDB(db, create=False)
         if kind is ExportKind.preferences:
             summary = export_preferences(database, out, source=source.value)
             skipped = ", ".join(f"{count} {why}" for why, count in sorted(summary.skipped.items()))
@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
         from vital.annotate.agreement import plot_agreement
 
         judge = read_judge_scores(scores) if scores else None
-        report = agreement_report(AnnotationDB(db), judge_scores=judge)
+        report = agreement_report(AnnotationDB(db, create=False), judge_scores=judge)
         if plot is not None:
             plot_agreement(report, plot)
         if as_json:
