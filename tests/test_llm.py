@@ -260,3 +260,20 @@ def test_image_cache_keeps_recent_urls_within_its_byte_budget():
     cache.put(("c", None), "ccccc")  # 15 > 12: the least recent ("b") goes
     assert cache.get(("b", None)) is None and cache.get(("a", None)) and cache.get(("c", None))
     assert cache.size == 10
+
+
+def test_sixteen_bit_png_is_windowed_to_eight_bits_before_sending(tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vital.llm import image_part
+
+    path = tmp_path / "deep.png"
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")
+    url = image_part(path)["image_url"]["url"]
+    sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.mode == "RGB"

@@ -67,12 +67,17 @@ def image_data_url(path: str, max_side: int | None = None) -> str:
     return url
 
 
+_EIGHT_BIT_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
+
+
 def _encode(file: Path, max_side: int | None) -> str:
     kind, size = None, (0, 0)  # DICOM and anything PIL cannot open: the loader decides
     if not is_dicom(file):
         try:
             with Image.open(file) as probe:
-                kind, size = probe.format, probe.size
+                # only 8-bit images pass unchanged; 16-bit and float ones go through the loader's window
+                kind = probe.format if probe.mode in _EIGHT_BIT_MODES else None
+                size = probe.size
         except (OSError, ValueError):
             pass
     if kind in _PASS_THROUGH and not _needs_resize(size, max_side):
