@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DOMAINS = ("chest_xray", "ct_scan", "mri", "histology", "gross", "ultrasound", "other")
 
@@ -91,7 +91,7 @@ class Score(Record):
     """A rating of one candidate: by a model judge (0-10) or by the selector."""
 
     candidate_id: str
-    score: float
+    score: float = Field(allow_inf_nan=False)
     source: Literal["model", "selector"]
     judge: str | None = None
     rationale: str | None = None
@@ -105,4 +105,10 @@ class Preference(Record):
     rejected: str
     source: Literal["human", "model"]
     annotator: str | None = None
-    weight: float | None = None
+    weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _two_candidates(self) -> Preference:
+        if self.chosen == self.rejected:
+            raise ValueError("chosen and rejected are the same candidate")
+        return self

@@ -292,7 +292,9 @@ class Engine:
         if not config.azure_endpoint:
             body["model"] = config.model
         payload = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
-        cache_key = sha256(config.label.encode("utf-8") + b"\0" + payload)
+        # the endpoint is part of the key: two servers may serve different models under one name
+        endpoint = config.azure_endpoint or config.base_url
+        cache_key = sha256(f"{config.label}\0{endpoint}".encode() + b"\0" + payload)
         prompt_sha = sha256(json.dumps(messages, sort_keys=True).encode("utf-8"))
 
         if self._cache is not None:
