@@ -2,8 +2,9 @@
 
 Every stage raises :class:`InputError` for input it cannot use; the CLI turns it
 into a single line on stderr (``FILE:LINE: field 'x': problem``) and exit
-status 2.  Nothing is written to an output before the input that feeds it has
-been found bad, and what was already written stays.
+status 2.  Whole-file outputs are written atomically, so they are never left
+half-written; streamed outputs keep every record finished before the bad one,
+and a rerun after the input is fixed resumes from there.
 """
 
 from __future__ import annotations

@@ -110,9 +110,9 @@ class SelectionPolicy:
     """Most candidates kept per domain: a count (>= 1) or a share of the budget (< 1)."""
     balance_domains: bool = False
     near_duplicate: float | None = 0.6
+    """Drop a candidate whose word-trigram Jaccard overlap with a kept one of its figure reaches this."""
     require_image: bool = True
     """LLaVA training needs the image: a candidate whose image file is missing is not selectable."""
-    """Drop a candidate whose word-trigram Jaccard overlap with a kept one of its figure reaches this."""
 
     def validate(self) -> None:
         if self.top_fraction is not None and self.top_k is not None:

@@ -37,11 +37,6 @@ def sample(workspace: Workspace) -> None:
     )
 
 
-# Stage steps follow, in pipeline order: generate, judge, annotate, selector, select.
-
-# (generate and judge steps go above the annotate step; selector and select below it)
-
-
 @step("Generate candidate conversations (vital generate --backend caption)")
 def generate_candidates(workspace: Workspace) -> None:
     from vital.figures import read_figures

@@ -1,11 +1,11 @@
 """``generate``: candidates for every (figure, k), appended as they finish, resumable, shardable.
 
 The unit of work is one candidate, ``FIGURE_ID/cK``.  Start-up reads the ids
-already in the output (one streaming pass) and then streams the figures, so
-the first request goes out before the figure file has been read to its end.
-Both passes read a line's id from its first bytes when the line starts with
-``{"id": "..."`` (as our writers write them) and parse only the lines they
-need: a figure whose candidates are all written is skipped unparsed, which
+already in the output (one pass that reads each line's leading id without
+parsing it), counts the figure lines for the progress bar, and then streams
+the figures, reading a line's id from its first bytes when it starts with
+``{"id": "..."`` (as our writers write them) and parsing only the lines it
+needs: a figure whose candidates are all written is skipped unparsed, which
 keeps resuming after 100K finished candidates to about a second.
 Each finished candidate is appended and flushed at once; failures (past the
 retry limit, unreadable images) go to ``<out>.failures.jsonl`` with the

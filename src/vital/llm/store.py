@@ -1,7 +1,7 @@
 """SQLite beside the output: an audit log of every HTTP attempt and a response cache.
 
 Both tables may live in one file (the default, ``<output>.llm.sqlite``) or the
-cache may be shared between runs (``--cache PATH``).  WAL journaling and one
+cache may be shared between runs (``--cache-file PATH``).  WAL journaling and one
 commit per row keep a process killed with SIGKILL from losing a finished call,
 at well under a millisecond per row.  The API key is never stored: rows hold
 hashes, counts and server messages that the engine has already redacted.
