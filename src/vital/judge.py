@@ -50,20 +50,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
 from rich.console import Console
 
 from vital.errors import InputError
-from vital.figures import ImageError, read_figures, resolve_image
+from vital.figures import ImageError, iter_candidates, read_figures
 from vital.generate.parse import render_conversation
 from vital.generate.prompts import user_turn
 from vital.jsonl import (
     FailureLog,
     JsonlWriter,
     finished_ids,
-    iter_json_lines,
     refuse_input_as_output,
-    validation_to_input_error,
 )
 from vital.llm import (
     Engine,
@@ -393,18 +390,8 @@ def pair_key(a: str, b: str) -> str:
 
 def _read_candidates(path: Path, figures: dict[str, Figure]) -> dict[str, list[Candidate]]:
     """Candidates grouped by figure, each checked against the figures (bad input stops before any call)."""
-    base = path.resolve().parent
     groups: dict[str, list[Candidate]] = defaultdict(list)
-    for line, obj in iter_json_lines(path):
-        try:
-            candidate = Candidate.model_validate(obj)
-        except ValidationError as exc:
-            raise validation_to_input_error(exc, path, line) from None
-        if candidate.figure_id not in figures:
-            raise InputError(f"figure {candidate.figure_id!r} is not in the figures file",
-                             path=path, line=line, field="figure_id")
-        resolved = resolve_image(candidate.image, base)
-        candidate.image = str(resolved) if resolved else None
+    for _, candidate in iter_candidates(path, figures):
         groups[candidate.figure_id].append(candidate)
     return groups
 

@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, insert, select, update
 
 from vital.annotate.db import AnnotationDB, CandidateRow, FigureRow, Item
 from vital.errors import InputError
-from vital.figures import read_figures
-from vital.jsonl import iter_json_lines, validation_to_input_error
+from vital.figures import iter_candidates, read_figures
 from vital.records import Candidate, Figure
 
 MAX_DEMO_CANDIDATES = 4
@@ -117,7 +115,7 @@ def _load(db: AnnotationDB, figures: Path, candidates: Path, progress: Progress)
         known_figures = set(session.scalars(select(FigureRow.id)))
     seq = _next_seq(db, CandidateRow)
     candidate_task = progress.add_task("loading candidates", total=None)
-    for batch in _batches(_read_candidates(candidates)):
+    for batch in _batches(iter_candidates(candidates, unique_ids=False)):
         rows = []
         for line, candidate in batch:
             if candidate.figure_id not in known_figures:
@@ -150,15 +148,6 @@ def _load(db: AnnotationDB, figures: Path, candidates: Path, progress: Progress)
 
 def _record(record: Figure | Candidate) -> dict[str, Any]:
     return record.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def _read_candidates(path: Path) -> Iterator[tuple[int, Candidate]]:
-    """Candidates with their line numbers (to name the line of a candidate whose figure is unknown)."""
-    for line, obj in iter_json_lines(path):
-        try:
-            yield line, Candidate.model_validate(obj)
-        except ValidationError as exc:
-            raise validation_to_input_error(exc, path, line) from None
 
 
 def _create_items(db: AnnotationDB, advance: Callable[[int], None]) -> tuple[dict[str, int], int, int]:

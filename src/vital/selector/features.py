@@ -35,8 +35,7 @@ import numpy as np
 
 from vital.embeddings import EmbeddingCache, content_key, encode_cached
 from vital.errors import InputError
-from vital.figures import read_figures, resolve_image
-from vital.jsonl import iter_json_lines, validation_to_input_error
+from vital.figures import iter_candidates, read_figures
 from vital.records import Candidate, Figure
 from vital.selector.encoders import Encoder, load_image_encoder, load_text_encoder
 
@@ -64,38 +63,8 @@ def context_text(figure: Figure | None) -> str:
 
 
 def read_candidates(path: str | Path, figures: Mapping[str, Figure] | None = None) -> list[Candidate]:
-    """All candidates of a JSONL file, ``image`` made absolute (else the figure's image).
-
-    With ``figures``, a candidate naming an unknown figure is an :class:`InputError` (file, line, field).
-    """
-    from pydantic import ValidationError
-
-    path = Path(path)
-    base = path.resolve().parent
-    candidates: list[Candidate] = []
-    seen: set[str] = set()
-    for line, obj in iter_json_lines(path):
-        try:
-            candidate = Candidate.model_validate(obj)
-        except ValidationError as exc:
-            raise validation_to_input_error(exc, path, line) from None
-        if candidate.id in seen:
-            raise InputError(f"candidate id {candidate.id!r} appears twice", path=path, line=line, field="id")
-        seen.add(candidate.id)
-        figure = None
-        if figures is not None:
-            figure = figures.get(candidate.figure_id)
-            if figure is None:
-                raise InputError(
-                    f"figure {candidate.figure_id!r} is not in the figures file",
-                    path=path,
-                    line=line,
-                    field="figure_id",
-                )
-        image = resolve_image(candidate.image, base)
-        candidate.image = str(image) if image else (figure.image if figure else None)
-        candidates.append(candidate)
-    return candidates
+    """All candidates of a JSONL file (see :func:`vital.figures.iter_candidates`)."""
+    return [candidate for _, candidate in iter_candidates(path, figures)]
 
 
 def read_figure_index(path: str | Path) -> dict[str, Figure]:
