@@ -230,15 +230,15 @@ class JsonlWriter:
         self.close()
 
 
+def sibling_path(output: str | Path, tag: str) -> Path:
+    """A file beside an output: ``x.jsonl`` + ``llm.sqlite`` -> ``x.llm.sqlite`` (``x.json`` likewise)."""
+    output = Path(output)
+    return output.with_name(f"{output.name.removesuffix('.jsonl').removesuffix('.json')}.{tag}")
+
+
 def failures_path(output: str | Path) -> Path:
     """``out.jsonl`` -> ``out.failures.jsonl`` (``out.json`` -> ``out.failures.jsonl``)."""
-    output = Path(output)
-    stem = output.name
-    for suffix in (".jsonl", ".json"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return output.with_name(f"{stem}.failures.jsonl")
+    return sibling_path(output, "failures.jsonl")
 
 
 class FailureLog(JsonlWriter):

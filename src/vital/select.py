@@ -43,6 +43,7 @@ from vital.jsonl import (
     FailureLog,
     atomic_writer,
     failures_path,
+    sibling_path,
     validation_to_input_error,
     write_json_atomic,
     write_jsonl_atomic,
@@ -471,11 +472,6 @@ def import_llava(
 
 
 # -- report -----------------------------------------------------------------------------------------------
-def _companion(out: Path, suffix: str) -> Path:
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}{suffix}")
-
-
 def plot_score_histogram(result: SelectionResult, path: Path) -> Path:
     import matplotlib
 
@@ -520,8 +516,8 @@ def _example(decision: Decision, limit: int = 220) -> str:
 def write_report(result: SelectionResult, out: str | Path, *, examples: int = 3) -> Path:
     """``<out>.report.md`` with counts per domain, drop reasons, the score histogram and examples."""
     out = Path(out)
-    report = _companion(out, ".report.md")
-    histogram = plot_score_histogram(result, _companion(out, ".scores.png"))
+    report = sibling_path(out, "report.md")
+    histogram = plot_score_histogram(result, sibling_path(out, "scores.png"))
     by_domain: dict[str, Counter] = defaultdict(Counter)
     reasons: Counter = Counter()
     for decision in result.decisions:

@@ -58,6 +58,7 @@ replies, request log, concurrency high-water mark).  The CLI flags for all of th
 in :mod:`vital.cli.options` (``engine_options`` decorator).
 """
 
+from vital.jsonl import sibling_path
 from vital.llm.engine import (
     CallFailed,
     Completion,
@@ -70,7 +71,6 @@ from vital.llm.engine import (
 from vital.llm.images import image_data_url, image_part
 from vital.llm.prices import DEFAULT_PRICES, estimate_cost, load_prices
 from vital.llm.runner import RunStats, drop_if_empty, map_jobs, run_jobs, summary_table
-from vital.llm.store import sibling_path
 
 __all__ = [
     "DEFAULT_PRICES",

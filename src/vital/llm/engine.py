@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vital.errors import InputError
+from vital.jsonl import sibling_path
 from vital.llm.limits import TokenBucket
 from vital.llm.prices import DEFAULT_PRICES, estimate_cost
-from vital.llm.store import CallLog, CallRecord, ResponseCache, connect, sibling_path
+from vital.llm.store import CallLog, CallRecord, ResponseCache, connect
 
 if TYPE_CHECKING:  # aiohttp is imported when an engine opens (it takes a while: TLS contexts at import)
     import aiohttp

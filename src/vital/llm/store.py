@@ -41,12 +41,6 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def sibling_path(output: str | Path, tag: str) -> Path:
-    """A file beside an output: ``x.jsonl`` + ``llm.sqlite`` -> ``x.llm.sqlite``."""
-    output = Path(output)
-    return output.with_name(f"{output.name.removesuffix('.jsonl').removesuffix('.json')}.{tag}")
-
-
 def connect(path: str | Path) -> sqlite3.Connection:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
