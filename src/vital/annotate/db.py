@@ -35,7 +35,6 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -277,10 +276,6 @@ class AnnotationDB:
             for version in range(info.version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version](session)
             info.version = SCHEMA_VERSION
-
-    def schema_version(self) -> int:
-        with self.read() as session:
-            return session.scalar(select(SchemaInfo.version).where(SchemaInfo.id == 1)) or 0
 
     def close(self) -> None:
         self.engine.dispose()

@@ -34,10 +34,9 @@ from typing import Any
 import numpy as np
 
 from vital.embeddings import EmbeddingCache, content_key, encode_cached
-from vital.errors import InputError
 from vital.figures import iter_candidates, read_figures
 from vital.records import Candidate, Figure
-from vital.selector.encoders import Encoder, load_image_encoder, load_text_encoder
+from vital.selector.encoders import Encoder
 
 LAYOUTS = ("split", "joint")
 
@@ -193,22 +192,6 @@ class Featurizer:
     layout: str = "split"
     cache_dir: Path | None = None
     show_progress: bool = True
-
-    @classmethod
-    def from_specs(
-        cls, text: str, image: str, layout: str = "split", cache_dir: str | Path | None = None, **kwargs: Any
-    ) -> Featurizer:
-        if layout not in LAYOUTS:
-            raise InputError(
-                f"unknown text layout {layout!r} (expected {' or '.join(LAYOUTS)})", field="layout"
-            )
-        return cls(
-            load_text_encoder(text),
-            load_image_encoder(image),
-            layout,
-            Path(cache_dir) if cache_dir else None,
-            **kwargs,
-        )
 
     def transform(self, candidates: Sequence[Candidate], figures: Mapping[str, Figure]) -> FeatureSet:
         blocks: list[FeatureBlock] = []

@@ -43,7 +43,7 @@ from vital.errors import InputError
 from vital.jsonl import write_json_atomic, write_jsonl_atomic
 from vital.records import Candidate, Figure, Preference, Score
 from vital.selector.encoders import Encoder, load_image_encoder, load_text_encoder
-from vital.selector.features import FeatureSet, Featurizer
+from vital.selector.features import LAYOUTS, FeatureSet, Featurizer
 from vital.selector.metrics import pair_metrics
 from vital.selector.pairs import MODEL_PAIR_MODES, Pairs, human_pairs, model_pairs, split_by_figure
 
@@ -89,7 +89,7 @@ class SelectorConfig:
             (self.epochs > 0 and self.batch_size > 0, "epochs", "epochs and batch size must be positive"),
             (self.human_weight >= 0, "human_weight", "must not be negative"),
             (0 <= self.held_out_fraction < 1, "held_out_fraction", "must be in [0, 1)"),
-            (self.text_layout in ("split", "joint"), "text_layout", "must be split or joint"),
+            (self.text_layout in LAYOUTS, "text_layout", f"must be {' or '.join(LAYOUTS)}"),
         ]
         for ok, name, problem in checks:
             if not ok:
