@@ -128,8 +128,10 @@ def main() -> None:
                 cold.parent.mkdir()
                 head_lines(figures, cold, n_cold)
             elif args[0] == "sample":
-                prefill_cache(figures, root / ".vital-cache" / "embeddings")
-            result = run_measured([str(a) for a in args], env={"HF_HUB_OFFLINE": "1"})
+                prefill_cache(figures, root / "cache")
+            result = run_measured(
+                [str(a) for a in args], env={"HF_HUB_OFFLINE": "1", "VITAL_CACHE_DIR": str(root / "cache")}
+            )
             if result.returncode != 0:
                 raise SystemExit(f"{label} failed:\n{result.stderr}")
             rate = f"{count / result.seconds:,.0f}"

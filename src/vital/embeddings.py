@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,11 @@ from vital.errors import InputError
 from vital.jsonl import torn_tail_length
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_cache_dir() -> Path:
+    """``$VITAL_CACHE_DIR``, else ``~/.cache/vital``: one cache for sampling, training, sweeps and scoring."""
+    return Path(os.environ.get("VITAL_CACHE_DIR") or Path.home() / ".cache" / "vital")
 
 
 def content_key(data: str | bytes) -> str:
@@ -52,7 +58,7 @@ def packaged_minilm_path() -> Path | None:
 
 def resolve_text_model(model: str | None) -> str:
     """A local folder or hub name for sentence-transformers (offline default: the packaged MiniLM)."""
-    if model and model != DEFAULT_TEXT_MODEL:
+    if model and model not in (DEFAULT_TEXT_MODEL, "minilm"):
         return model
     local = packaged_minilm_path()
     if local is not None:
@@ -75,7 +81,7 @@ class TextEncoder:
         device: str = "cpu",
         max_seq_length: int | None = None,
     ) -> None:
-        self.name = model or DEFAULT_TEXT_MODEL
+        self.name = DEFAULT_TEXT_MODEL if model in (None, "", "minilm") else model
         self.batch_size = batch_size
         self.device = device
         self.max_seq_length = max_seq_length

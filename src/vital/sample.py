@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vital.embeddings import EmbeddingCache, TextEncoder, content_key, embed_texts, encode_cached
+from vital.embeddings import (
+    EmbeddingCache,
+    TextEncoder,
+    content_key,
+    default_cache_dir,
+    embed_texts,
+    encode_cached,
+)
 from vital.errors import InputError
 from vital.figures import portable_path, read_figures
 from vital.jsonl import atomic_writer, dumps
@@ -113,7 +120,7 @@ def sample_figures(
     n: int,
     clusters: int = 60,
     seed: int = 0,
-    text_model: str | None = None,
+    text_encoder: str | None = None,
     cache_dir: str | Path | None = None,
     image_encoder: str | None = None,
     show_progress: bool = True,
@@ -145,9 +152,9 @@ def sample_figures(
         duplicate = next(i for i, c in Counter(ids).items() if c > 1)
         raise InputError(f"figure id {duplicate!r} occurs more than once", path=figures, field="id")
 
-    cache = Path(cache_dir) if cache_dir else figures.resolve().parent / ".vital-cache" / "embeddings"
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
     vectors = embed_texts(
-        texts, TextEncoder(text_model, max_seq_length=SAMPLE_MAX_TOKENS), cache, show_progress=show_progress
+        texts, TextEncoder(text_encoder, max_seq_length=SAMPLE_MAX_TOKENS), cache, show_progress=show_progress
     )
     del texts
     if image_encoder:

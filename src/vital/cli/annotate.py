@@ -84,7 +84,9 @@ def register(app: typer.Typer) -> None:
         admin: bool = typer.Option(False, "--admin", help="May see progress and agreement."),
         host: str = typer.Option("127.0.0.1", "--host", help="Host the link points to."),
         port: int = typer.Option(8000, "--port", help="Port the link points to."),
-        base_url: str | None = typer.Option(None, "--base-url", help="Public URL (overrides host and port)."),
+        public_url: str | None = typer.Option(
+            None, "--public-url", help="The URL clinicians open (overrides --host and --port in the link)."
+        ),
         expires_hours: float = typer.Option(72.0, "--expires-hours", help="Hours the link stays valid."),
     ) -> None:
         """Create an annotator (or reuse one) and print a one-time login link as the last line."""
@@ -99,7 +101,7 @@ def register(app: typer.Typer) -> None:
             f"this link works once, for {expires_hours:g} hours:",
             err=True,
         )
-        typer.echo(login_url(base_url or f"http://{host}:{port}", token))
+        typer.echo(login_url(public_url or f"http://{host}:{port}", token))
 
     @group.command()
     def release(

@@ -141,7 +141,7 @@ def answer_command(
         "--yes-no-suffix",
         help='Append LLaVA-Med\'s (Answer with either "Yes" or "No"). to closed questions.',
     ),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest answer, in tokens."),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="Longest answer, in tokens."),
     device: str = typer.Option("cpu", "--device", help="torch device for the transformers backend."),
     lang: str = typer.Option("en", "--lang", help="SLAKE question language (en, zh, or all)."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N questions."),
@@ -178,7 +178,7 @@ def answer_command(
         engine_config=None if local else engine,
         model_path=engine.model if local else None,
         yes_no_suffix=yes_no_suffix,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max_tokens,
         device=device,
         cache=cache_file,
     )

@@ -15,8 +15,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Sampled figure records (JSONL), each with its cluster."),
         clusters: int = typer.Option(60, "--clusters", help="k for k-means (the paper uses about 60)."),
         seed: int = typer.Option(0, "--seed"),
-        text_model: str | None = typer.Option(
-            None, "--text-model", help="sentence-transformers name or local folder (default: packaged MiniLM)."
+        text_encoder: str | None = typer.Option(
+            None,
+            "--text-encoder",
+            help="minilm (the packaged all-MiniLM-L6-v2, default) or a sentence-transformers name or local folder.",
         ),
         image_encoder: str | None = typer.Option(
             None,
@@ -25,12 +27,12 @@ def register(app: typer.Typer) -> None:
             "or descriptor (model-free pixel statistics).",
         ),
         cache_dir: Path | None = typer.Option(
-            None, "--cache-dir", help="Embedding cache (default: .vital-cache/ beside FIGURES)."
+            None, "--cache-dir", help="Embedding cache (default: $VITAL_CACHE_DIR, else ~/.cache/vital)."
         ),
     ) -> None:
         """Pick a diverse sample for clinicians: k-means over embeddings, round-robin across clusters and domains."""
         summary = sample_figures(
-            figures, out, n=n, clusters=clusters, seed=seed, text_model=text_model, cache_dir=cache_dir,
+            figures, out, n=n, clusters=clusters, seed=seed, text_encoder=text_encoder, cache_dir=cache_dir,
             image_encoder=image_encoder,
         )
         console = Console()

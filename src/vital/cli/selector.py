@@ -31,7 +31,7 @@ Preferences = Annotated[
 CacheDir = Annotated[
     Path | None,
     typer.Option(
-        "--cache-dir", help="Feature cache folder (default: $VITAL_CACHE_DIR, else ~/.cache/vital/features)."
+        "--cache-dir", help="Feature cache folder (default: $VITAL_CACHE_DIR, else ~/.cache/vital)."
     ),
 ]
 TextEncoder = Annotated[
@@ -200,8 +200,8 @@ def register(app: typer.Typer) -> None:
         config: Any,
     ) -> None:
         """Train a selector on clinician preferences (weighted) and judge-score pairs."""
+        from vital.embeddings import default_cache_dir
         from vital.selector import Selector
-        from vital.selector.features import default_cache_dir
 
         config = replace(config, human_weight=human_weight, finetune_encoder=finetune_encoder)
         candidate_list, figure_index, judge, prefs = _load_inputs(candidates, figures, scores, preferences)
@@ -222,8 +222,8 @@ def register(app: typer.Typer) -> None:
         cache_dir: CacheDir = None,
     ) -> None:
         """Score every candidate with a trained selector."""
+        from vital.embeddings import default_cache_dir
         from vital.selector import Selector
-        from vital.selector.features import default_cache_dir
         from vital.selector.model import write_scores
 
         candidate_list, figure_index, _, _ = _load_inputs(candidates, figures, None, None)
@@ -257,9 +257,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from vital.embeddings import default_cache_dir
         from vital.errors import InputError
         from vital.selector import sweep_human_weight
-        from vital.selector.features import default_cache_dir
 
         try:
             weights = [float(w) for w in human_weight.split(",") if w.strip()]

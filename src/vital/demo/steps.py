@@ -29,7 +29,9 @@ def import_figures(workspace: Workspace) -> None:
 def sample(workspace: Workspace) -> None:
     from vital.sample import sample_figures
 
-    summary = sample_figures(workspace.figures, workspace.sample, n=8, clusters=4, seed=0)
+    summary = sample_figures(
+        workspace.figures, workspace.sample, n=8, clusters=4, seed=0, cache_dir=workspace.root / "feature-cache"
+    )
     workspace.wrote(
         workspace.sample,
         f"{summary.picked} of {summary.n_figures} figures from {summary.n_clusters} clusters "

@@ -25,7 +25,6 @@ nothing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +38,6 @@ from vital.records import Candidate, Figure
 from vital.selector.encoders import Encoder
 
 LAYOUTS = ("split", "joint")
-
-
-def default_cache_dir() -> Path:
-    """``$VITAL_CACHE_DIR``, else ``~/.cache/vital/features``: shared by training, sweeps and scoring."""
-    return Path(os.environ.get("VITAL_CACHE_DIR") or Path.home() / ".cache" / "vital" / "features")
 
 
 def conversation_text(candidate: Candidate) -> str:
