@@ -211,3 +211,26 @@ def test_json_files_are_strict_json(tmp_path):
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c)) == {
         "agreement": None, "curve": [1.0, None], "n": 3,
     }
+
+
+def test_a_complete_record_without_its_newline_counts_as_unfinished(tmp_path):
+    """The resume index and the writer agree: such a record is redone once, never lost or doubled."""
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"id":"a"}\n{"id":"b"}')
+    assert finished_ids(path) == {"a"}
+    path.write_text('{"id": "a"}\n{"id": "b"}')  # the slow (parsing) path agrees with the fast one
+    assert finished_ids(path) == {"a"}
+    with JsonlWriter(path) as writer:
+        writer.write({"id": "b"})
+    assert [obj["id"] for _, obj in iter_json_lines(path)] == ["a", "b"]
+
+
+def test_two_writers_on_one_output_are_refused(tmp_path):
+    path = tmp_path / "out.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write({"id": "a"})
+        with pytest.raises(InputError, match="another run is writing"), JsonlWriter(path):
+            pass
+    with JsonlWriter(path) as writer:  # free again once the first run is done
+        writer.write({"id": "b"})
+    assert finished_ids(path) == {"a", "b"}

@@ -13,6 +13,7 @@ Three rules keep long runs safe:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import mmap
@@ -70,6 +71,19 @@ def torn_tail_length(path: Path) -> int:
     return size
 
 
+def parse_json_line(raw: bytes, path: str | Path, line: int) -> dict[str, Any] | None:
+    """One JSONL line as an object (``None`` for a blank line); anything else is an :class:`InputError`."""
+    if not raw.strip():
+        return None
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path=path, line=line) from None
+    if not isinstance(obj, dict):
+        raise InputError(f"expected a JSON object, found {type(obj).__name__}", path=path, line=line)
+    return obj
+
+
 def iter_json_lines(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for every non-blank line; a malformed line is an :class:`InputError`.
 
@@ -82,30 +96,22 @@ def iter_json_lines(path: str | Path, *, skip_torn_tail: bool = False) -> Iterat
     if not path.exists():
         raise InputError("file not found", path=path)
     with path.open("rb") as handle:
-        line_number = 0
-        for raw in handle:
-            line_number += 1
-            if not raw.strip():
-                continue
+        for line_number, raw in enumerate(handle, start=1):
+            if skip_torn_tail and not raw.endswith(b"\n"):
+                # a line without its newline is unfinished, even if it parses: the writer cuts it off
+                if raw.strip():
+                    warn(f"{path}:{line_number}: ignoring a torn last line (an interrupted write)")
+                return
             try:
-                obj = json.loads(raw.decode("utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                if not raw.endswith(b"\n"):
-                    if skip_torn_tail:
-                        warn(f"{path}:{line_number}: ignoring a torn last line (an interrupted write)")
-                        return
-                    raise InputError(
-                        f"not valid JSON ({exc}); the last line is incomplete, as an interrupted run leaves it: "
-                        "rerun the stage that writes this file to finish it",
-                        path=path,
-                        line=line_number,
-                    ) from None
-                raise InputError(f"not valid JSON ({exc})", path=path, line=line_number) from None
-            if not isinstance(obj, dict):
-                raise InputError(
-                    f"expected a JSON object, found {type(obj).__name__}", path=path, line=line_number
-                )
-            yield line_number, obj
+                obj = parse_json_line(raw, path, line_number)
+            except InputError as exc:
+                if raw.endswith(b"\n") or not exc.problem.startswith("not valid JSON"):
+                    raise
+                exc.problem += "; the last line is incomplete, as an interrupted run leaves it: rerun the stage "
+                exc.problem += "that writes this file to finish it"
+                raise InputError(exc.problem, path=path, line=line_number) from None
+            if obj is not None:
+                yield line_number, obj
 
 
 def read_records(path: str | Path, model: type[M]) -> Iterator[M]:
@@ -205,14 +211,20 @@ class JsonlWriter:
 
     def __enter__(self) -> JsonlWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            torn = torn_tail_length(self.path)
-            if torn:
-                size = self.path.stat().st_size
-                warn(f"{self.path}: removing a torn last line of {torn} bytes left by an interrupted run")
-                with self.path.open("r+b") as handle:
-                    handle.truncate(size - torn)
-        self._handle = self.path.open("a", encoding="utf-8")
+        handle = self.path.open("a", encoding="utf-8")
+        try:  # two runs appending to one file would duplicate records: the second one stops
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise InputError("another run is writing to this file; wait for it or choose another output",
+                             path=self.path) from None
+        torn = torn_tail_length(self.path)
+        if torn:
+            size = self.path.stat().st_size
+            warn(f"{self.path}: removing a torn last line of {torn} bytes left by an interrupted run")
+            with self.path.open("r+b") as tail:
+                tail.truncate(size - torn)
+        self._handle = handle
         return self
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:

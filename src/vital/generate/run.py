@@ -15,7 +15,6 @@ figures whose id hashes to ``i`` modulo ``n``, the same on every machine.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -37,6 +36,7 @@ from vital.jsonl import (
     FailureLog,
     JsonlWriter,
     finished_ids,
+    parse_json_line,
     refuse_input_as_output,
     validation_to_input_error,
     warn,
@@ -134,18 +134,6 @@ def leading_id(raw: bytes) -> str | None:
     return match.group(1).decode("utf-8") if match else None
 
 
-def _parse_line(raw: bytes, path: Path, line: int) -> dict[str, Any] | None:
-    if not raw.strip():
-        return None
-    try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid JSON ({exc})", path=path, line=line) from None
-    if not isinstance(obj, dict):
-        raise InputError(f"expected a JSON object, found {type(obj).__name__}", path=path, line=line)
-    return obj
-
-
 _KS = tuple(str(k) for k in range(1000))  # candidate numbers as they appear in ids
 
 
@@ -164,7 +152,7 @@ def _jobs(figures: Path, n: int, shard: tuple[int, int] | None, done: set[str],
                 if figure_id in complete:
                     skipped[0] += n
                     continue
-            obj = _parse_line(raw, figures, line)
+            obj = parse_json_line(raw, figures, line)
             if obj is None:
                 continue
             try:
