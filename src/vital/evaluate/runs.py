@@ -9,9 +9,7 @@ it exists, and put every question that could not be done in
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,30 +39,23 @@ def run_resumable(
     and runs one item at a time.  Items have an ``id``; records are keyed by
     ``question_id``.  ``inputs`` are the files the run reads; ``out`` must be none of them.
     """
-    from vital.llm import Engine, drop_if_empty, map_jobs
+    from vital.llm import drop_if_empty, run_jobs
 
     out = Path(out)
     refuse_input_as_output(out, *inputs)
     done = finished_ids(out, "question_id")
     todo = [item for item in items if item.id not in done]
-
-    async def run() -> tuple[Any, Any]:
-        engine_context = Engine.beside(out, engine_config, cache=cache) if engine_config else nullcontext()
-        failures_file = failures_path(out)
-        with drop_if_empty(failures_file), JsonlWriter(out) as writer, FailureLog(out, stage) as failures:
-            async with engine_context as engine:
-                stats = await map_jobs(
-                    todo,
-                    make_work(engine),
-                    on_result=lambda item, record: writer.write(record),
-                    on_failure=lambda item, exc: failures.record(item.id, exc.reason, **exc.details),
-                    workers=engine.workers if engine is not None else 1,
-                    total=len(todo),
-                    skipped=len(items) - len(todo),
-                    title=title,
-                    engine=engine,
-                    console=console,
-                )
-        return stats, engine
-
-    return asyncio.run(run())
+    with drop_if_empty(failures_path(out)), JsonlWriter(out) as writer, FailureLog(out, stage) as failures:
+        return run_jobs(
+            todo,
+            make_work,
+            on_result=lambda item, record: writer.write(record),
+            on_failure=lambda item, exc: failures.record(item.id, exc.reason, **exc.details),
+            title=title,
+            total=len(todo),
+            skipped=len(items) - len(todo),
+            engine_config=engine_config,
+            out=out,
+            cache=cache,
+            console=console,
+        )

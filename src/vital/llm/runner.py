@@ -122,6 +122,7 @@ def run_jobs(
     on_failure: Callable[[J, JobFailed], Any],
     title: str,
     total: int | None = None,
+    skipped: int = 0,
     engine_config: EngineConfig | None = None,
     out: str | Path | None = None,
     cache: str | Path | None = None,
@@ -137,12 +138,13 @@ def run_jobs(
     async def run() -> tuple[RunStats, Engine | None]:
         if engine_config is None:
             stats = await map_jobs(jobs, make_work(None), on_result=on_result, on_failure=on_failure,
-                                   workers=1, total=total, title=title, console=console)
+                                   workers=1, total=total, skipped=skipped, title=title, console=console)
             return stats, None
         assert out is not None, "a model run keeps its call log beside its output"
         async with Engine.beside(out, engine_config, cache=cache) as engine:
             stats = await map_jobs(jobs, make_work(engine), on_result=on_result, on_failure=on_failure,
-                                   workers=engine.workers, total=total, engine=engine, console=console,
+                                   workers=engine.workers, total=total, skipped=skipped, engine=engine,
+                                   console=console,
                                    title=f"{title} ({engine_config.label})")
         return stats, engine
 
