@@ -70,25 +70,46 @@ def build_engine_config(*, cache: bool, prices: Path | None, **flags: Any) -> En
     return config
 
 
-def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the model-connection flags to ``command`` and pass it ``engine=EngineConfig(...)``."""
-    # `engine: EngineConfig` may be a name the command's module imports only for type checking
-    signature = inspect.signature(command, eval_str=True, locals={"EngineConfig": object})
-    own = [parameter for name, parameter in signature.parameters.items() if name != "engine"]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-        for name, (annotation, default) in _ENGINE_FLAGS.items()
-    ]
+def flag_group(
+    flags: dict[str, tuple[Any, Any]],
+    parameter: str,
+    build: Callable[..., Any],
+    *,
+    type_only_names: tuple[str, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator that adds ``flags`` (name -> (annotation, default)) to a command and hands the
+    command one object, ``parameter=build(**flag values)``, instead of the individual flags.
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        flags = {name: kwargs.pop(name) for name in _ENGINE_FLAGS}
-        return command(**kwargs, engine=build_engine_config(**flags))
+    ``type_only_names`` are names the command's module imports only for type checking.
+    """
 
-    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-    return wrapper
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True, locals=dict.fromkeys(type_only_names, object))
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for name, p in signature.parameters.items()
+            if name != parameter
+        ]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+            for name, (annotation, default) in flags.items()
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in flags}
+            return command(**kwargs, **{parameter: build(**values)})
+
+        parameters = own + added
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper
+
+    return decorate
+
+
+engine_options = flag_group(_ENGINE_FLAGS, "engine", build_engine_config, type_only_names=("EngineConfig",))
+"""Add the model-connection flags to a command and pass it ``engine=EngineConfig(...)``."""
 
 
 def backend_option(offline: str, offline_help: str) -> Any:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from vital.cli.options import flag_group
 from vital.jsonl import json_safe
 
 PANEL = "Training"
@@ -100,26 +98,14 @@ _TRAINING_FLAGS: dict[str, tuple[Any, Any]] = {
 _CONFIG_NAMES = {"lr": "learning_rate", "held_out": "held_out_fraction"}
 
 
-def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the shared training flags to ``command`` and pass it ``config=SelectorConfig(...)``."""
-    signature = inspect.signature(command, eval_str=True)
-    own = [parameter for name, parameter in signature.parameters.items() if name != "config"]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-        for name, (annotation, default) in _TRAINING_FLAGS.items()
-    ]
+def _selector_config(**flags: Any) -> Any:
+    from vital.selector import SelectorConfig
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        from vital.selector import SelectorConfig
+    return SelectorConfig(**{_CONFIG_NAMES.get(name, name): value for name, value in flags.items()})
 
-        flags = {_CONFIG_NAMES.get(name, name): kwargs.pop(name) for name in _TRAINING_FLAGS}
-        return command(**kwargs, config=SelectorConfig(**flags))
 
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
-    )
-    return wrapper
+training_options = flag_group(_TRAINING_FLAGS, "config", _selector_config)
+"""Add the shared training flags to a command and pass it ``config=SelectorConfig(...)``."""
 
 
 def _number(value: Any) -> str:
