@@ -101,3 +101,21 @@ def test_image_encoder_adds_image_vectors_and_tolerates_missing_images(tmp_path)
                              show_progress=False)
     # identical captions: only the image vectors can separate the figures into 4 clusters
     assert summary.picked == 4 and len(summary.cluster_picked) == 4
+
+
+def test_an_unreadable_image_does_not_break_clustering(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    records = []
+    for i in range(6):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(folder / f"{i}.png")
+        records.append({"id": f"f{i}", "caption": f"Axial CT number {i}.", "image": f"images/{i}.png"})
+    (folder / "broken.png").write_bytes(b"\x89PNG not an image")
+    records.append({"id": "broken", "caption": "Axial CT.", "image": "images/broken.png"})
+    path = tmp_path / "figures.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = sample_figures(path, tmp_path / "s.jsonl", n=3, clusters=3, image_encoder="descriptor",
+                             show_progress=False)
+    assert summary.picked == 3

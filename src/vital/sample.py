@@ -19,10 +19,10 @@ import numpy as np
 from vital.embeddings import (
     EmbeddingCache,
     TextEncoder,
-    content_key,
     default_cache_dir,
     embed_texts,
     encode_cached,
+    file_content_keys,
 )
 from vital.errors import InputError
 from vital.figures import portable_path, read_figures
@@ -53,13 +53,13 @@ class SampleSummary:
 
 
 def embed_images(paths: list[str | None], spec: str, cache_dir: Path, show_progress: bool) -> np.ndarray:
-    """Image vectors (zeros where the image is missing), each distinct file encoded once and cached."""
+    """Image vectors (zeros where the image is missing or unreadable), each distinct file encoded once and cached."""
     from vital.selector.encoders import load_image_encoder
 
     encoder = load_image_encoder(spec)
     if encoder is None:
         return np.zeros((len(paths), 0), np.float32)
-    keys = [content_key(Path(p).read_bytes()) if p and Path(p).is_file() else None for p in paths]
+    keys = file_content_keys(paths)
     present = [i for i, key in enumerate(keys) if key is not None]
     out = np.zeros((len(paths), encoder.dim), np.float32)
     if present:
@@ -72,7 +72,7 @@ def embed_images(paths: list[str | None], spec: str, cache_dir: Path, show_progr
             description="embedding images",
             show_progress=show_progress,
         )
-    return out
+    return np.nan_to_num(out, nan=0.0)  # encoders mark a file they cannot decode with NaN
 
 
 def cluster(vectors: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:

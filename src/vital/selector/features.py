@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from vital.embeddings import EmbeddingCache, content_key, encode_cached
+from vital.embeddings import EmbeddingCache, content_key, encode_cached, file_content_keys
 from vital.figures import iter_candidates, read_figures
 from vital.records import Candidate, Figure
 from vital.selector.encoders import Encoder
@@ -192,15 +192,7 @@ class Featurizer:
         encoded: dict[str, int] = {}
         missing = unreadable = 0
         if self.image_encoder is not None:
-            image_keys: list[str | None] = []
-            file_keys: dict[str, str | None] = {}
-            for candidate in candidates:
-                path = candidate.image
-                if path not in file_keys:
-                    file_keys[path] = (
-                        content_key(Path(path).read_bytes()) if path and Path(path).is_file() else None
-                    )
-                image_keys.append(file_keys[path])
+            image_keys = file_content_keys([candidate.image for candidate in candidates])
             missing = sum(key is None for key in image_keys)
             block, encoded["image"] = _encode_block(
                 "image",
