@@ -87,8 +87,8 @@ def prefill_cache(figures: Path, cache_dir: Path) -> None:
     import numpy as np
 
     from vital.embeddings import DEFAULT_TEXT_MODEL, EmbeddingCache, content_key
-    from vital.figures import read_figures
-    from vital.sample import SAMPLE_MAX_TOKENS, figure_text
+    from vital.records import read_figures
+    from vital.sampling import SAMPLE_MAX_TOKENS, figure_text
 
     keys = [content_key(figure_text(figure)) for figure in read_figures(figures)]
     vectors = np.random.default_rng(0).standard_normal((len(keys), 384)).astype(np.float32)

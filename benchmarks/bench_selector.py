@@ -127,11 +127,11 @@ def write_corpus(root: Path) -> tuple[Path, Path, Path]:
 
 
 def main() -> None:
-    from vital.select import SelectionPolicy, export_llava, select_candidates, write_report
-    from vital.selector import Featurizer, Selector, SelectorConfig, read_candidates, read_figure_index
+    from vital.records import figure_index, read_candidates, read_scores
+    from vital.selection import SelectionPolicy, export_llava, select_candidates, write_report
+    from vital.selector import Featurizer, Selector, SelectorConfig
     from vital.selector.encoders import HashingTextEncoder, ImageDescriptor, SentenceEncoder
     from vital.selector.features import conversation_text
-    from vital.selector.pairs import read_scores
 
     console = Console()
     rows: list[tuple[str, str, str, str]] = []
@@ -150,7 +150,7 @@ def main() -> None:
         )
 
         started = time.perf_counter()
-        figures = read_figure_index(figures_path)
+        figures = figure_index(figures_path)
         candidates = read_candidates(candidates_path, figures)
         judge = read_scores(scores_path)
         add(
@@ -196,7 +196,7 @@ def main() -> None:
             max_model_pairs=30_000,
             epochs=6,
             patience=0,
-            held_out_fraction=0.05,
+            held_out=0.05,
         )
         selector = Selector(
             config, text_encoder=text, image_encoder=image, cache_dir=cache, show_progress=False

@@ -23,10 +23,10 @@ class CountingEncoder:
 def test_each_distinct_text_is_encoded_once_and_cached(tmp_path):
     encoder = CountingEncoder()
     texts = ["alpha", "beta", "alpha", "gamma"]
-    first = embed_texts(texts, encoder, tmp_path, show_progress=False)
+    first = embed_texts(texts, encoder, tmp_path)
     assert sorted(encoder.encoded) == ["alpha", "beta", "gamma"]
     assert np.array_equal(first[0], first[2])
-    second = embed_texts(texts + ["delta"], encoder, tmp_path, show_progress=False)
+    second = embed_texts(texts + ["delta"], encoder, tmp_path)
     assert encoder.encoded[3:] == ["delta"]  # only the new text is encoded on the second run
     assert np.array_equal(first, second[:4])
 
@@ -51,7 +51,7 @@ def test_cache_rejects_wrong_shape(tmp_path):
 
 def test_encode_cached_without_a_cache_still_deduplicates():
     encoder = CountingEncoder()
-    vectors = encode_cached(["k1", "k2", "k1"], ["aa", "b", "aa"], encoder.encode, 4, None, show_progress=False)
+    vectors = encode_cached(["k1", "k2", "k1"], ["aa", "b", "aa"], encoder.encode, 4, None)
     assert encoder.encoded == ["aa", "b"] and vectors.shape == (3, 4)
 
 
@@ -65,13 +65,13 @@ def test_packaged_minilm_embeds_offline():
 
 def test_fully_cached_run_never_loads_the_model(tmp_path, monkeypatch):
     texts = ["Axial CT of the chest.", "Sagittal T1 MRI of the brain."]
-    first = embed_texts(texts, TextEncoder(), tmp_path, show_progress=False)
+    first = embed_texts(texts, TextEncoder(), tmp_path)
 
     def no_model(self):
         raise AssertionError("the model was loaded although every text is cached")
 
     monkeypatch.setattr(TextEncoder, "model", property(no_model))
-    second = embed_texts(texts, TextEncoder(), tmp_path, show_progress=False)
+    second = embed_texts(texts, TextEncoder(), tmp_path)
     assert np.array_equal(first, second)
 
 

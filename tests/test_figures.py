@@ -9,10 +9,11 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from vital.errors import InputError
-from vital.figures import import_figures, read_figures
+from vital.figures import import_figures
 from vital.figures.domains import normalize_domain, normalize_domains
 from vital.figures.images import ImageError, load_image, verify_image
 from vital.jsonl import failures_path, iter_json_lines
+from vital.records import read_figures
 
 CT = Path(get_testdata_file("CT_small.dcm", download=False))
 

@@ -46,11 +46,11 @@ def test_reader_reports_wrong_type_and_nested_field(tmp_path):
     assert info.value.field == "conversations.0.from" and info.value.line == 1
 
 
-def test_torn_last_line_is_skipped_when_resuming_and_an_error_when_reading_input(tmp_path, capsys):
+def test_torn_last_line_is_skipped_when_resuming_and_an_error_when_reading_input(tmp_path, caplog):
     path = tmp_path / "out.jsonl"
     path.write_text('{"id": "a"}\n{"id": "b", "x": 1}\n{"id": "c", "capt')
     assert finished_ids(path) == {"a", "b"}
-    assert "torn last line" in capsys.readouterr().err
+    assert "torn last line" in caplog.text
     with pytest.raises(InputError) as info:
         list(iter_json_lines(path))
     assert info.value.line == 3 and "incomplete" in str(info.value)

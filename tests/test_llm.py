@@ -116,7 +116,7 @@ def test_cache_answers_repeated_requests_without_calls(tmp_path):
         first, _ = complete_all(config_for(double), ["x", "y"], store=store, temperature=0.2)
         again, engine = complete_all(config_for(double), ["x", "y"], store=store, temperature=0.2)
         changed, _ = complete_all(config_for(double), ["x"], store=store, temperature=0.9)
-        uncached, _ = complete_all(config_for(double, use_cache=False), ["x"], store=store, temperature=0.2)
+        uncached, _ = complete_all(config_for(double, cache=False), ["x"], store=store, temperature=0.2)
     assert [r.text for r in again] == [r.text for r in first]
     assert all(r.cached for r in again) and engine.usage.requests == 0 and engine.usage.cached == 2
     assert not changed[0].cached and not uncached[0].cached
@@ -244,9 +244,9 @@ def test_cost_estimate_and_price_files(tmp_path):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(InputError, match="--concurrency"):
+    with pytest.raises(InputError, match="'concurrency'"):
         EngineConfig(concurrency=0)
-    with pytest.raises(InputError, match="--azure-deployment"):
+    with pytest.raises(InputError, match="'azure_deployment'"):
         EngineConfig(azure_endpoint="https://x.openai.azure.com")
 
 

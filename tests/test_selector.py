@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from vital.errors import InputError
 from vital.jsonl import read_records
-from vital.records import Preference, Score
-from vital.selector import Selector, SelectorConfig, read_candidates, read_figure_index
+from vital.records import Preference, Score, figure_index, read_candidates, read_scores
+from vital.selector import Selector, SelectorConfig
 from vital.selector.encoders import HashingTextEncoder, ImageDescriptor
 from vital.selector.metrics import agreement, auc, mean_average_precision, mean_rank
-from vital.selector.pairs import Pairs, model_pairs, read_scores, split_by_figure
+from vital.selector.pairs import Pairs, model_pairs, split_by_figure
 
 ORGANS = ["liver", "kidney", "lung", "brain", "spleen", "pancreas", "heart", "colon"]
 FINDINGS = ["cyst", "mass", "abscess", "hemorrhage", "calcification", "infarct", "nodule", "effusion"]
@@ -101,7 +101,7 @@ def make_corpus(root: Path, n_figures: int = 60, *, judge_prefers_off_topic: boo
 
 
 def load(paths: dict[str, Path]):
-    figures = read_figure_index(paths["figures"])
+    figures = figure_index(paths["figures"])
     candidates = read_candidates(paths["candidates"], figures)
     preferences = list(read_records(paths["preferences"], Preference))
     scores = read_scores(paths["scores"])
@@ -288,7 +288,7 @@ def test_unknown_figure_names_the_line(corpus, tmp_path):
     lines[4] = lines[4].replace('"figure_id": "f1"', '"figure_id": "nope"')
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError) as error:
-        read_candidates(bad, read_figure_index(corpus["figures"]))
+        read_candidates(bad, figure_index(corpus["figures"]))
     assert error.value.line == 5 and error.value.field == "figure_id"
 
 
@@ -385,7 +385,7 @@ def test_finetune_encoder_trains_the_towers_and_saves_them(corpus, tmp_path, tin
         hidden_size=32,
         epochs=2,
         finetune_encoder=True,
-        encoder_learning_rate=1e-3,
+        encoder_lr=1e-3,
     )
     selector = Selector(config, cache_dir=tmp_path / "cache", show_progress=False)
     tower = selector.featurizer.text_encoder

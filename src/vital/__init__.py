@@ -1,2 +1,92 @@
-"""vital: clinician-aligned biomedical visual instruction tuning data."""
+"""vital: clinician-aligned biomedical visual instruction-tuning data (BioMed-VITAL), as a Python API.
+
+One entry point per pipeline stage, each configured by one dataclass (the
+same one that makes the stage's command-line flags), each returning a result
+object and printing nothing (pass ``progress=`` to see progress)::
+
+    import vital
+
+    vital.import_figures("fig_captions.json", "figures.jsonl", vital.ImportConfig(images="images/"))
+    vital.sample("figures.jsonl", "sample.jsonl", vital.SampleConfig(n=200))
+    vital.generate("figures.jsonl", "candidates.jsonl", vital.GenerateConfig(backend="caption"))
+    vital.judge("candidates.jsonl", "figures.jsonl", "scores.jsonl", vital.JudgeConfig(backend="heuristic"))
+    selector = vital.Selector(vital.SelectorConfig(human_weight=100)).fit(
+        "candidates.jsonl", "figures.jsonl", scores="scores.jsonl", preferences="preferences.jsonl")
+    selector.write_scores("candidates.jsonl", "figures.jsonl", "selector-scores.jsonl")
+    vital.select("candidates.jsonl", "selector-scores.jsonl", "selected.json", vital.SelectConfig(top_fraction=0.4))
+    vital.eval_vqa("vqa-rad/test.json", "answers.jsonl")
+
+Stages (``vital <command>`` on the command line):
+
+=====================  ========================  =============================================
+``import_figures``     ``vital figures import``   corpora -> figure records
+``sample``             ``vital sample``           a diverse sample for clinicians
+``generate``           ``vital generate``         candidate conversations (VLM or offline)
+``judge``              ``vital judge``            model preference: rubric scores or pairs
+``Selector``           ``vital selector``         the preference-distilled rating function
+``select``             ``vital select``           top data, exported in LLaVA format
+``import_candidates``  ``vital candidates import``  LLaVA-format data -> candidates
+``eval_*``             ``vital eval ...``         answer, vqa, chat, chat_summary, winrate, report
+=====================  ========================  =============================================
+
+Records and readers: :mod:`vital.records`; conversations and LLaVA files:
+:mod:`vital.conversation`; configs: :mod:`vital.config`.  Importing
+``vital`` is light: each name is loaded on first use.  docs/api.md has an
+example per stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# name -> module that defines it (loaded on first access, so that `import vital` imports no torch)
+_API = {
+    "InputError": "vital.errors",
+    "Figure": "vital.records",
+    "Candidate": "vital.records",
+    "Score": "vital.records",
+    "Preference": "vital.records",
+    "Tie": "vital.records",
+    "Turn": "vital.records",
+    "read_figures": "vital.records",
+    "read_candidates": "vital.records",
+    "read_scores": "vital.records",
+    "read_preferences": "vital.records",
+    "EngineConfig": "vital.llm.engine",
+    "import_figures": "vital.figures",
+    "ImportConfig": "vital.figures",
+    "sample": "vital.sampling",
+    "SampleConfig": "vital.sampling",
+    "generate": "vital.generation",
+    "GenerateConfig": "vital.generation",
+    "judge": "vital.judging",
+    "JudgeConfig": "vital.judging",
+    "Selector": "vital.selector",
+    "SelectorConfig": "vital.selector",
+    "select": "vital.selection",
+    "SelectConfig": "vital.selection",
+    "import_candidates": "vital.selection",
+    "eval_answer": "vital.evaluate",
+    "eval_vqa": "vital.evaluate",
+    "eval_chat": "vital.evaluate",
+    "eval_chat_summary": "vital.evaluate",
+    "eval_winrate": "vital.evaluate",
+    "eval_report": "vital.evaluate",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vital' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

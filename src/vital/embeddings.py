@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vital.errors import InputError
 from vital.jsonl import torn_tail_length
+from vital.progress import Progress, or_silent
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 
@@ -242,7 +242,7 @@ def encode_cached(
     *,
     batch_size: int = 256,
     description: str = "embedding",
-    show_progress: bool = True,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Vectors for ``payloads`` (aligned with them), encoding each distinct key at most once.
 
@@ -255,15 +255,7 @@ def encode_cached(
     missing = [key for key in first_index if cache is None or key not in cache]
     computed: dict[str, np.ndarray] = {}
     if missing:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            disable=not show_progress,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(description, total=len(missing))
+        with or_silent(progress).task(description, total=len(missing)) as task:
             for start in range(0, len(missing), batch_size):
                 batch = missing[start : start + batch_size]
                 vectors = np.asarray(encode([payloads[first_index[k]] for k in batch]), dtype=np.float32)
@@ -271,7 +263,7 @@ def encode_cached(
                     cache.add(batch, vectors)
                 else:
                     computed.update(zip(batch, vectors, strict=True))
-                progress.advance(task, len(batch))
+                task.advance(len(batch))
     out = np.empty((len(keys), dim), dtype=np.float32)
     if cache is not None:
         unique = list(first_index)
@@ -290,7 +282,7 @@ def embed_texts(
     encoder: TextEncoder | None = None,
     cache_dir: str | Path | None = None,
     *,
-    show_progress: bool = True,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Embeddings of ``texts`` (rows aligned), through the on-disk cache when ``cache_dir`` is given."""
     encoder = encoder or TextEncoder()
@@ -301,5 +293,5 @@ def embed_texts(
     dim = cache.dim if cache is not None else encoder.dim
     keys = [content_key(text) for text in texts]
     return encode_cached(
-        keys, texts, encoder.encode, dim, cache, description="embedding texts", show_progress=show_progress
+        keys, texts, encoder.encode, dim, cache, description="embedding texts", progress=progress
     )

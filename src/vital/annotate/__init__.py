@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vital.annotate.agreement import AgreementReport, agreement_report, read_judge_scores
+from vital.annotate.agreement import AgreementReport, agreement_report
 from vital.annotate.auth import add_user, issue_login_token, list_users, login_url
 from vital.annotate.db import AnnotationDB
 from vital.annotate.export import export_demonstrations, export_preferences
@@ -36,7 +36,6 @@ __all__ = [
     "load_corpus",
     "login_url",
     "next_task",
-    "read_judge_scores",
     "submit_answer",
     "task_view",
 ]

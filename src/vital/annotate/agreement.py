@@ -28,8 +28,6 @@ from typing import Any
 from sqlalchemy import select
 
 from vital.annotate.db import KINDS, AnnotationDB, Item, Task, User
-from vital.jsonl import read_records
-from vital.records import Score
 
 
 def cohen_kappa(first: Sequence[Hashable], second: Sequence[Hashable]) -> float:
@@ -143,15 +141,6 @@ def _answers(db: AnnotationDB) -> list[_Answer]:
             .order_by(Task.id)
         ).all()
     return [_Answer(*row) for row in rows]
-
-
-def read_judge_scores(path: str | Path) -> dict[str, float]:
-    """Mean model-judge score per candidate id (selector scores in the file are ignored)."""
-    sums: dict[str, list[float]] = defaultdict(list)
-    for score in read_records(path, Score):
-        if score.source == "model":
-            sums[score.candidate_id].append(score.score)
-    return {cid: sum(values) / len(values) for cid, values in sums.items()}
 
 
 def _judge_verdict(answer: _Answer, scores: dict[str, float]) -> bool | None:

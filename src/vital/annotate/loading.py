@@ -26,8 +26,7 @@ from sqlalchemy import func, insert, select, update
 
 from vital.annotate.db import AnnotationDB, CandidateRow, FigureRow, Item
 from vital.errors import InputError
-from vital.figures import iter_candidates, read_figures
-from vital.records import Candidate, Figure
+from vital.records import Candidate, Figure, iter_candidates, read_figures
 
 MAX_DEMO_CANDIDATES = 4
 BATCH = 500

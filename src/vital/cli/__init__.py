@@ -7,6 +7,7 @@ commands only parse flags, call the API and print.  Unusable input
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -43,7 +44,23 @@ for module in (figures, sample, generate, annotate, selector, select, evaluate, 
     module.register(app)
 
 
+class _WarningLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _show_warnings() -> None:
+    """The library reports through the ``vital`` logger; the CLI shows warnings as ``warning: ...`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WarningLine())
+    logger = logging.getLogger("vital")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
 def main() -> None:
+    _show_warnings()
     try:
         app()
     except InputError as exc:

@@ -147,10 +147,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Answers per annotator, Cohen's kappa per pair, Krippendorff's alpha, agreement with the judge."""
-        from vital.annotate import AnnotationDB, agreement_report, read_judge_scores
+        from vital.annotate import AnnotationDB, agreement_report
         from vital.annotate.agreement import plot_agreement
+        from vital.records import read_scores
 
-        judge = read_judge_scores(scores) if scores else None
+        judge = read_scores(scores, source="model") if scores else None
         report = agreement_report(AnnotationDB(db, create=False), judge_scores=judge)
         if plot is not None:
             plot_agreement(report, plot)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from vital.cli.options import engine_options, exit_if_failed
-
-if TYPE_CHECKING:  # vital.llm pulls in aiohttp; `vital --help` should not wait for it
-    from vital.llm import EngineConfig
+from vital.cli.options import config_options, exit_if_failed
+from vital.llm.engine import EngineConfig
 
 eval_app = typer.Typer(
     help="Evaluate: VQA metrics (VQA-RAD, SLAKE, PathVQA), judged chat, win rate, reports.",
@@ -110,17 +108,17 @@ def chat_summary_command(
     Console().print(table)
 
 
-def _finish(stats: Any, engine: Any, out: Path) -> None:
+def _finish(stats: Any, out: Path) -> None:
+    from vital.cli.progress import summary_table
     from vital.jsonl import failures_path
-    from vital.llm import summary_table
 
     console = Console(stderr=True)
-    console.print(summary_table(stats, engine))
+    console.print(summary_table(stats))
     exit_if_failed(stats.failed, failures_path(out), "questions")
 
 
 @eval_app.command("answer")
-@engine_options
+@config_options(EngineConfig, "engine")
 def answer_command(
     out: Path = typer.Option(
         ..., "--out", help="Answer file (JSONL, LLaVA-Med format); appended to and resumed."
@@ -171,7 +169,7 @@ def answer_command(
         items = load_questions(questions, lang=lang, images=images, need_answers=False)
     items = items[:limit] if limit is not None else items
     local = backend == "transformers"
-    stats, used = answer_questions(
+    stats = answer_questions(
         items,
         out,
         backend=backend,
@@ -182,11 +180,11 @@ def answer_command(
         device=device,
         cache=cache_file,
     )
-    _finish(stats, used, out)
+    _finish(stats, out)
 
 
 @eval_app.command("chat")
-@engine_options
+@config_options(EngineConfig, "engine")
 def chat_command(
     questions: Path = typer.Option(
         ...,
@@ -206,14 +204,14 @@ def chat_command(
     """Judge a model's answers against the reference answers (1-10 each), then summarise."""
     from vital.evaluate.chat import judge_chat
 
-    stats, used = judge_chat(questions, answers, out, engine, swap=swap, cache=cache_file)
-    _finish(stats, used, out)
+    stats = judge_chat(questions, answers, out, engine, swap=swap, cache=cache_file)
+    _finish(stats, out)
     if out.exists() and out.stat().st_size:
         chat_summary_command(out, as_json=as_json)
 
 
 @eval_app.command("winrate")
-@engine_options
+@config_options(EngineConfig, "engine")
 def winrate_command(
     questions: Path = typer.Option(
         ..., "--questions", help="Question set (question_id, text; caption etc.)."
@@ -236,8 +234,8 @@ def winrate_command(
     from vital.evaluate.winrate import judge_pairs, summarize_verdicts
 
     names = (name_a or answers_a.stem, name_b or answers_b.stem)
-    stats, used = judge_pairs(questions, answers_a, answers_b, out, engine, names=names, cache=cache_file)
-    _finish(stats, used, out)
+    stats = judge_pairs(questions, answers_a, answers_b, out, engine, names=names, cache=cache_file)
+    _finish(stats, out)
     if not (out.exists() and out.stat().st_size):
         return
     summary = summarize_verdicts(out, resamples=resamples, seed=seed)

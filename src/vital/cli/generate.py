@@ -1,25 +1,23 @@
-"""``vital generate`` and ``vital judge``: thin wrappers over :mod:`vital.generate` and :mod:`vital.judge`."""
+"""``vital generate`` and ``vital judge``: thin wrappers over :mod:`vital.generation` and :mod:`vital.judging`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
-from vital.cli.options import backend_option, engine_options, exit_if_failed
-
-if TYPE_CHECKING:
-    from vital.llm import EngineConfig
+from vital.cli.options import config_options, exit_if_failed
+from vital.cli.progress import RichProgress, stderr, summary_table
+from vital.llm.engine import EngineConfig
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    @engine_options
+    @config_options(EngineConfig, "engine")
     def generate(
         figures: Path = typer.Argument(..., help="Figures JSONL (from `vital figures import`)."),
         out: Path = typer.Option(..., "--out", help="Candidates JSONL; appended to, and resumed on rerun."),
-        backend: str = backend_option("caption", "offline, grounded instructions from the caption"),
+        backend: str = typer.Option("openai", "--backend", help="openai (a server) or caption (offline)."),
         demos: Path | None = typer.Option(
             None, "--demos", help="Demonstrations: figures with conversations (JSONL, or BioMed-VITAL JSON)."
         ),
@@ -38,24 +36,25 @@ def register(app: typer.Typer) -> None:
         engine: EngineConfig,
     ) -> None:
         """Write candidate conversations about each figure, with a vision-language model or offline."""
-        from vital.generate import GenerateConfig, parse_shard
-        from vital.generate import generate as run_generate
+        from vital.generation import GenerateConfig, parse_shard
+        from vital.generation import generate as run_generate
 
         config = GenerateConfig(
             backend=backend, candidates=candidates, demos=demos, demo_policy=demo_policy,
             temperature=temperature, max_tokens=max_tokens, seed=seed,
             shard=parse_shard(shard) if shard else None, cache=cache_file,
         )
-        report = run_generate(figures, out, config, engine)
+        report = run_generate(figures, out, config, engine, progress=RichProgress())
+        stderr.print(summary_table(report.stats))
         exit_if_failed(report.stats.failed, report.failures)
 
     @app.command()
-    @engine_options
+    @config_options(EngineConfig, "engine")
     def judge(
         candidates: Path = typer.Argument(..., help="Candidates JSONL (from `vital generate`)."),
         figures: Path = typer.Option(..., "--figures", help="The figures the candidates are about."),
         out: Path = typer.Option(..., "--out", help="Scores JSONL (preferences JSONL with --pairwise)."),
-        backend: str = backend_option("heuristic", "offline grounding score (formula in vital.judge)"),
+        backend: str = typer.Option("openai", "--backend", help="openai (a server) or heuristic (offline)."),
         unit: str = typer.Option("conversation", "--unit", help="conversation or turn (one score per Q&A)."),
         pairwise: bool = typer.Option(
             False, "--pairwise", help="Compare candidates of a figure in both orders; write preferences."
@@ -69,12 +68,14 @@ def register(app: typer.Typer) -> None:
         engine: EngineConfig,
     ) -> None:
         """Score candidates 0-10 against a clinical rubric, or compare them in pairs (model preference)."""
-        from vital.judge import JudgeConfig
-        from vital.judge import judge as run_judge
+        from vital.judging import JudgeConfig
+        from vital.judging import judge as run_judge
         from vital.llm import sibling_path
 
         config = JudgeConfig(backend=backend, unit=unit, pairwise=pairwise, temperature=temperature,
                              max_tokens=max_tokens, cache=cache_file)
-        report = run_judge(candidates, figures, out, config, engine)
+        report = run_judge(candidates, figures, out, config, engine, progress=RichProgress())
+        extra = {"ties (verdict flipped with order)": report.ties} if pairwise else None
+        stderr.print(summary_table(report.stats, extra))
         exit_if_failed(report.stats.failed, sibling_path(out, "failures.jsonl"))
 

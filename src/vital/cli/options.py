@@ -1,104 +1,113 @@
-"""Model-connection flags shared by every command that calls a model (generate, judge, eval).
+"""Command-line flags generated from the stage config dataclasses (see :mod:`vital.config`).
 
-Decorate a command with :func:`engine_options` and give it a parameter
-``engine: EngineConfig``; the decorator adds the flags below to the command
-and hands the function one :class:`~vital.llm.EngineConfig` built from them::
+Decorate a command with :func:`config_options` and give it a parameter of the
+config's type; the decorator adds one flag per setting (``top_fraction`` ->
+``--top-fraction``, with the field's default and help) and hands the command
+the config built from them::
 
     @app.command()
-    @engine_options
-    def judge(candidates: Path, ..., engine: EngineConfig) -> None: ...
+    @config_options(EngineConfig, "engine")
+    @config_options(JudgeConfig, "config")
+    def judge(candidates: Path, ..., config: JudgeConfig, engine: EngineConfig) -> None: ...
 
-``backend_option`` builds the ``--backend`` flag, whose offline choice
-differs per command (``caption`` for generate, ``heuristic`` for judge).
+An error the config's validation raises names the flag (``--top-fraction``),
+not the field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:  # vital.llm pulls in aiohttp; `vital --help` should not wait for it
-    from vital.llm import EngineConfig
-
-PANEL = "Model connection"
+from vital.config import StageConfig
+from vital.errors import InputError
 
 
-def _option(*names: str, help: str) -> typer.models.OptionInfo:
-    return typer.Option(*names, help=help, rich_help_panel=PANEL)
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-# name -> (annotation, default); the order is the order in --help.
-_ENGINE_FLAGS: dict[str, tuple[Any, Any]] = {
-    "base_url": (Annotated[str, _option("--base-url", help="OpenAI-compatible endpoint (OpenAI, vLLM, "
-                                        "Ollama, llama.cpp), ending in /v1.")], "https://api.openai.com/v1"),
-    "model": (Annotated[str, _option("--model", help="Model name sent with each request.")], "gpt-4o"),
-    "api_key_env": (Annotated[str, _option("--api-key-env", help="Environment variable holding the API "
-                                           "key (never taken from the command line).")], "OPENAI_API_KEY"),
-    "azure_endpoint": (Annotated[str | None, _option("--azure-endpoint", help="Azure OpenAI resource "
-                                                     "endpoint; switches to Azure's URL scheme.")], None),
-    "azure_deployment": (Annotated[str | None, _option("--azure-deployment",
-                                                       help="Azure OpenAI deployment name.")], None),
-    "azure_api_version": (Annotated[str, _option("--azure-api-version", help="Azure OpenAI API version.")],
-                          "2024-06-01"),
-    "concurrency": (Annotated[int, _option("--concurrency", help="Requests in flight at most.")], 8),
-    "max_retries": (Annotated[int, _option("--max-retries", help="Retries per call after 429, 5xx, "
-                                           "timeouts and unusable replies.")], 5),
-    "timeout": (Annotated[float, _option("--timeout", help="Seconds a request may take in all.")], 120.0),
-    "rpm": (Annotated[float | None, _option("--rpm", help="Requests-per-minute limit to keep under.")], None),
-    "tpm": (Annotated[float | None, _option("--tpm", help="Tokens-per-minute limit to keep under "
-                                            "(estimated before, settled after each call).")], None),
-    "image_max_side": (Annotated[int | None, _option("--image-max-side", help="Downscale images so their "
-                                                     "longer side is at most this many pixels.")], None),
-    "cache": (Annotated[bool, _option("--cache/--no-cache", help="Answer repeated requests from the "
-                                      "response cache.")], True),
-    "prices": (Annotated[Path | None, _option("--prices", help='JSON {"model": {"input": $/1M tokens, '
-                                              '"output": $/1M tokens}} for the cost estimate.')], None),
-}
+def _help(spec: dataclasses.Field) -> str:
+    text = spec.metadata.get("help", "")
+    choices = spec.metadata.get("choices")
+    if choices and not all(c in text for c in choices):
+        text = f"{text} One of: {', '.join(choices)}.".strip()
+    return text
 
 
-def build_engine_config(*, cache: bool, prices: Path | None, **flags: Any) -> EngineConfig:
-    from vital.llm import EngineConfig, load_prices
+def _option(spec: dataclasses.Field, annotation: Any) -> inspect.Parameter:
+    names = [flag(spec.name)]
+    bare = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    default: Any
+    if spec.default is not dataclasses.MISSING:
+        default = spec.default
+    elif spec.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        default = spec.default_factory()  # type: ignore[misc]
+    else:
+        default = ...
+    if bare == [bool] and default is True:
+        names = [f"{flag(spec.name)}/--no-{spec.name.replace('_', '-')}"]
+    info = typer.Option(*names, help=_help(spec), rich_help_panel=spec.metadata.get("panel"),
+                        show_default=default is not ... and default is not None and default != [])
+    typed = Annotated[annotation, info]
+    if default is ...:
+        return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, annotation=typed)
+    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, annotation=typed, default=default)
 
-    config = EngineConfig(use_cache=cache, **flags)
-    if prices is not None:
-        config.prices.update(load_prices(prices))
-    return config
+
+def _evaluated(parameter: inspect.Parameter, command: Callable[..., Any]) -> inspect.Parameter:
+    """The parameter with a string annotation (``from __future__ import annotations``) evaluated in the
+    command's module; one that names a type imported only for type checking is left as it is (it is the
+    config parameter of an outer decorator, which removes it)."""
+    if not isinstance(parameter.annotation, str):
+        return parameter
+    namespace = getattr(inspect.unwrap(command), "__globals__", {})
+    try:
+        return parameter.replace(annotation=eval(parameter.annotation, namespace))  # noqa: S307
+    except NameError:
+        return parameter
 
 
-def flag_group(
-    flags: dict[str, tuple[Any, Any]],
-    parameter: str,
-    build: Callable[..., Any],
-    *,
-    type_only_names: tuple[str, ...] = (),
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator that adds ``flags`` (name -> (annotation, default)) to a command and hands the
-    command one object, ``parameter=build(**flag values)``, instead of the individual flags.
+def build_config(cls: type[StageConfig], values: dict[str, Any]) -> Any:
+    """``cls(**values)`` with a validation error renamed to the flag the user typed."""
+    try:
+        return cls(**values)
+    except InputError as exc:
+        if exc.field in {spec.name for spec in dataclasses.fields(cls)}:
+            raise InputError(exc.problem, path=exc.path, line=exc.line, field=flag(exc.field)) from None
+        raise
 
-    ``type_only_names`` are names the command's module imports only for type checking.
+
+def config_options(cls: type[StageConfig], parameter: str = "config", *,
+                   exclude: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding ``cls``'s settings as flags and passing ``parameter=cls(**flag values)``.
+
+    ``exclude`` names settings the command sets itself (they keep their
+    defaults unless the command passes them through its own arguments).
     """
+    hints = cls.types()
+    specs = [spec for spec in cls.settings() if spec.name not in exclude]
+    added = [_option(spec, hints[spec.name]) for spec in specs]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(command, eval_str=True, locals=dict.fromkeys(type_only_names, object))
-        own = [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-            for name, p in signature.parameters.items()
-            if name != parameter
-        ]
-        added = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-            for name, (annotation, default) in flags.items()
-        ]
+        signature = inspect.signature(command)
+        own = [_evaluated(p, command).replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for name, p in signature.parameters.items() if name != parameter]
+        clash = {p.name for p in own} & {p.name for p in added}
+        if clash:
+            raise TypeError(f"{command.__name__}: {', '.join(sorted(clash))} defined twice")
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
-            values = {name: kwargs.pop(name) for name in flags}
-            return command(**kwargs, **{parameter: build(**values)})
+            values = {spec.name: kwargs.pop(spec.name) for spec in specs}
+            return command(**kwargs, **{parameter: build_config(cls, values)})
 
         parameters = own + added
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
@@ -106,18 +115,6 @@ def flag_group(
         return wrapper
 
     return decorate
-
-
-engine_options = flag_group(_ENGINE_FLAGS, "engine", build_engine_config, type_only_names=("EngineConfig",))
-"""Add the model-connection flags to a command and pass it ``engine=EngineConfig(...)``."""
-
-
-def backend_option(offline: str, offline_help: str) -> Any:
-    """``--backend`` for a command whose choices are ``openai`` and one offline backend."""
-    return typer.Option(
-        "openai", "--backend",
-        help=f"openai: any OpenAI-compatible server (see {PANEL}); {offline}: {offline_help}.",
-    )
 
 
 def exit_if_failed(failed: int, failures: Path, noun: str = "items") -> None:

@@ -86,13 +86,12 @@ def register(app: typer.Typer) -> None:
         """Keep the top-scored candidates and write them as LLaVA instruction data, with a report."""
         from vital.errors import InputError
         from vital.jsonl import failures_path
-        from vital.select import SelectionPolicy, export_llava, select_candidates, write_report
-        from vital.selector import read_candidates, read_figure_index
-        from vital.selector.pairs import read_scores
+        from vital.records import figure_index, read_candidates, read_scores
+        from vital.selection import SelectionPolicy, export_llava, select_candidates, write_report
 
         if source not in ("auto", "selector", "model"):
             raise InputError("expected auto, selector or model", field="--source")
-        figure_index = read_figure_index(figures) if figures else None
+        figure_index = figure_index(figures) if figures else None
         candidate_list = read_candidates(candidates, figure_index)
         chosen = source
         values = read_scores(scores, source=None if source == "auto" else source)
@@ -146,7 +145,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Import LLaVA-format instruction data as candidates, to re-score and re-select it."""
-        from vital.select import import_llava
+        from vital.selection import import_llava
 
         result = import_llava(sources, out, images=images, figures_out=figures_out)
         typer.echo(

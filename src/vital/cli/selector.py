@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from vital.cli.options import flag_group
+from vital.cli.options import config_options
 from vital.jsonl import json_safe
-
-PANEL = "Training"
+from vital.selector.model import SelectorConfig
 
 Candidates = Annotated[Path, typer.Option("--candidates", help="Candidates JSONL.")]
 Figures = Annotated[
@@ -32,80 +30,7 @@ CacheDir = Annotated[
         "--cache-dir", help="Feature cache folder (default: $VITAL_CACHE_DIR, else ~/.cache/vital)."
     ),
 ]
-TextEncoder = Annotated[
-    str,
-    typer.Option(
-        "--text-encoder",
-        help="minilm (packaged all-MiniLM-L6-v2), hashing, a sentence-transformers name or folder, "
-        "or open_clip:hf-hub:... / open_clip:local-dir:... (BiomedCLIP's text tower).",
-    ),
-]
-ImageEncoder = Annotated[
-    str,
-    typer.Option(
-        "--image-encoder",
-        help="descriptor (model-free pixel statistics), none, "
-        "or open_clip:hf-hub:... / open_clip:local-dir:...",
-    ),
-]
-Layout = Annotated[
-    str,
-    typer.Option("--text-layout", help="split (caption and conversation apart) or joint (the reference)."),
-]
-ModelPairs = Annotated[
-    str, typer.Option("--model-pairs", help="Judge pairs within a figure, across figures, both, or none.")
-]
-MaxModelPairs = Annotated[int, typer.Option("--max-model-pairs", help="Cap on judge pairs.")]
-Loss = Annotated[str, typer.Option("--loss", help="hinge (the reference, margin --margin) or logistic.")]
-Margin = Annotated[float, typer.Option("--margin", help="Hinge margin.", rich_help_panel=PANEL)]
-Epochs = Annotated[int, typer.Option("--epochs", rich_help_panel=PANEL)]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Pairs per step.", rich_help_panel=PANEL)]
-LearningRate = Annotated[float, typer.Option("--lr", help="Head learning rate.", rich_help_panel=PANEL)]
-HiddenSize = Annotated[int, typer.Option("--hidden-size", rich_help_panel=PANEL)]
-HiddenLayers = Annotated[int, typer.Option("--hidden-layers", rich_help_panel=PANEL)]
-HeldOut = Annotated[
-    float,
-    typer.Option("--held-out", help="Share of clinician pairs held out (by figure).", rich_help_panel=PANEL),
-]
-Patience = Annotated[
-    int,
-    typer.Option(
-        "--patience", help="Epochs without held-out gain before stopping (0: never).", rich_help_panel=PANEL
-    ),
-]
-Seed = Annotated[int, typer.Option("--seed", rich_help_panel=PANEL)]
 Json = Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object and nothing else.")]
-
-
-# name -> (annotation, default) of the flags `train` and `sweep` share; the order is the order in --help.
-_TRAINING_FLAGS: dict[str, tuple[Any, Any]] = {
-    "model_pairs": (ModelPairs, "both"),
-    "max_model_pairs": (MaxModelPairs, 30_000),
-    "text_encoder": (TextEncoder, "minilm"),
-    "image_encoder": (ImageEncoder, "descriptor"),
-    "text_layout": (Layout, "split"),
-    "loss": (Loss, "hinge"),
-    "margin": (Margin, 1.0),
-    "epochs": (Epochs, 6),
-    "batch_size": (BatchSize, 64),
-    "lr": (LearningRate, 1e-3),
-    "hidden_size": (HiddenSize, 512),
-    "hidden_layers": (HiddenLayers, 3),
-    "held_out": (HeldOut, 0.2),
-    "patience": (Patience, 3),
-    "seed": (Seed, 0),
-}
-_CONFIG_NAMES = {"lr": "learning_rate", "held_out": "held_out_fraction"}
-
-
-def _selector_config(**flags: Any) -> Any:
-    from vital.selector import SelectorConfig
-
-    return SelectorConfig(**{_CONFIG_NAMES.get(name, name): value for name, value in flags.items()})
-
-
-training_options = flag_group(_TRAINING_FLAGS, "config", _selector_config)
-"""Add the shared training flags to a command and pass it ``config=SelectorConfig(...)``."""
 
 
 def _number(value: Any) -> str:
@@ -148,11 +73,9 @@ def _load_inputs(
     candidates: Path, figures: Path | None, scores: Path | None, preferences: Path | None
 ) -> tuple:
     from vital.jsonl import read_records
-    from vital.records import Preference
-    from vital.selector import read_candidates, read_figure_index
-    from vital.selector.pairs import read_scores
+    from vital.records import Preference, figure_index, read_candidates, read_scores
 
-    figure_index = read_figure_index(figures) if figures else {}
+    figure_index = figure_index(figures) if figures else {}
     candidate_list = read_candidates(candidates, figure_index if figures else None)
     judge = read_scores(scores, source="model") if scores else None
     prefs = list(read_records(preferences, Preference)) if preferences else []
@@ -166,30 +89,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="selector")
 
     @group.command()
-    @training_options
+    @config_options(SelectorConfig)
     def train(
         candidates: Candidates,
         out: Annotated[Path, typer.Option("--out", help="Folder for the trained selector.")],
         figures: Figures = None,
         scores: Scores = None,
         preferences: Preferences = None,
-        human_weight: Annotated[
-            float, typer.Option("--human-weight", help="Weight of each clinician pair.")
-        ] = 1.0,
-        finetune_encoder: Annotated[
-            bool,
-            typer.Option("--finetune-encoder", help="Train the encoders too (slow; re-encodes every step)."),
-        ] = False,
         cache_dir: CacheDir = None,
         json_output: Json = False,
         *,
-        config: Any,
+        config: SelectorConfig,
     ) -> None:
         """Train a selector on clinician preferences (weighted) and judge-score pairs."""
         from vital.embeddings import default_cache_dir
         from vital.selector import Selector
 
-        config = replace(config, human_weight=human_weight, finetune_encoder=finetune_encoder)
         candidate_list, figure_index, judge, prefs = _load_inputs(candidates, figures, scores, preferences)
         selector = Selector(config, cache_dir=cache_dir or default_cache_dir(), show_progress=not json_output)
         selector.fit(candidate_list, figure_index, preferences=prefs, scores=judge)
@@ -222,7 +137,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {written} scores to {out}{note}")
 
     @group.command()
-    @training_options
+    @config_options(SelectorConfig, exclude=("human_weight", "finetune_encoder"))
     def sweep(
         candidates: Candidates,
         out: Annotated[
@@ -237,7 +152,7 @@ def register(app: typer.Typer) -> None:
         cache_dir: CacheDir = None,
         json_output: Json = False,
         *,
-        config: Any,
+        config: SelectorConfig,
     ) -> None:
         """Train one selector per clinician-pair weight and plot held-out agreement against the weight."""
         from rich.console import Console

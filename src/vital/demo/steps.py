@@ -27,11 +27,10 @@ def import_figures(workspace: Workspace) -> None:
 
 @step("Sample a diverse subset for clinicians (vital sample)")
 def sample(workspace: Workspace) -> None:
-    from vital.sample import sample_figures
+    from vital.sampling import SampleConfig, sample
 
-    summary = sample_figures(
-        workspace.figures, workspace.sample, n=8, clusters=4, seed=0, cache_dir=workspace.root / "feature-cache"
-    )
+    summary = sample(workspace.figures, workspace.sample,
+                     SampleConfig(n=8, clusters=4, seed=0, cache_dir=workspace.root / "feature-cache"))
     workspace.wrote(
         workspace.sample,
         f"{summary.picked} of {summary.n_figures} figures from {summary.n_clusters} clusters "
@@ -41,8 +40,7 @@ def sample(workspace: Workspace) -> None:
 
 @step("Generate candidate conversations (vital generate --backend caption)")
 def generate_candidates(workspace: Workspace) -> None:
-    from vital.figures import read_figures
-    from vital.generate import (
+    from vital.generation import (
         GenerateConfig,
         build_messages,
         elide_images,
@@ -51,6 +49,7 @@ def generate_candidates(workspace: Workspace) -> None:
         make_policy,
     )
     from vital.jsonl import write_json_atomic
+    from vital.records import read_figures
 
     say = workspace.console.print
     if workspace.demos.exists():
@@ -64,7 +63,7 @@ def generate_candidates(workspace: Workspace) -> None:
         workspace.wrote(preview, f"the request a vision-language model would get for {figure.id} "
                                  f"({len(chosen)} demonstrations, chosen per domain)")
     config = GenerateConfig(backend="caption", candidates=3)
-    report = generate(workspace.figures, workspace.candidates, config, console=workspace.console)
+    report = generate(workspace.figures, workspace.candidates, config)
     count = report.stats.done + report.stats.skipped
     workspace.wrote(workspace.candidates, f"{count} candidates (3 per figure), written offline from captions "
                                           "and mentions")
@@ -74,16 +73,15 @@ def generate_candidates(workspace: Workspace) -> None:
 
 @step("Judge the candidates (vital judge --backend heuristic)")
 def judge_candidates(workspace: Workspace) -> None:
-    from vital.judge import JudgeConfig, judge
+    from vital.judging import JudgeConfig, judge
 
     config = JudgeConfig(backend="heuristic")
-    report = judge(workspace.candidates, workspace.figures, workspace.scores, config,
-                   console=workspace.console)
+    report = judge(workspace.candidates, workspace.figures, workspace.scores, config)
     workspace.wrote(workspace.scores, f"{report.stats.done + report.stats.skipped} grounding scores (0-10) "
                                       "from the offline heuristic judge")
     preferences = workspace.root / "model-preferences.jsonl"
     report = judge(workspace.candidates, workspace.figures, preferences,
-                   JudgeConfig(backend="heuristic", pairwise=True), console=workspace.console)
+                   JudgeConfig(backend="heuristic", pairwise=True))
     workspace.wrote(preferences, f"{report.written} model preferences; {report.ties} pairs tied "
                                  "(judged in both orders)")
 
@@ -114,11 +112,10 @@ def annotate(workspace: Workspace) -> None:
 @step("Train the selector on judge scores and any clinician preferences (vital selector train)")
 def train_selector(workspace: Workspace) -> None:
     from vital.jsonl import read_records
-    from vital.records import Preference
-    from vital.selector import Selector, SelectorConfig, read_candidates, read_figure_index
-    from vital.selector.pairs import read_scores
+    from vital.records import Preference, figure_index, read_candidates, read_scores
+    from vital.selector import Selector, SelectorConfig
 
-    figures = read_figure_index(workspace.figures)
+    figures = figure_index(workspace.figures)
     candidates = read_candidates(workspace.candidates, figures)
     clinician = workspace.root / "preferences.jsonl"  # written by `vital annotate export --kind preferences`
     verdicts = workspace.root / "model-preferences.jsonl"  # the judge's pairwise verdicts
@@ -148,11 +145,12 @@ def train_selector(workspace: Workspace) -> None:
 
 @step("Score and select, export LLaVA data (vital selector score, vital select)")
 def select_data(workspace: Workspace) -> None:
-    from vital.select import SelectionPolicy, export_llava, select_candidates, write_report
-    from vital.selector import Selector, read_candidates, read_figure_index
+    from vital.records import figure_index, read_candidates
+    from vital.selection import SelectionPolicy, export_llava, select_candidates, write_report
+    from vital.selector import Selector
     from vital.selector.model import write_scores
 
-    figures = read_figure_index(workspace.figures)
+    figures = figure_index(workspace.figures)
     candidates = read_candidates(workspace.candidates, figures)
     selector = Selector.load(workspace.root / "selector", cache_dir=workspace.root / "feature-cache")
     scores_path = workspace.root / "selector-scores.jsonl"
@@ -178,8 +176,8 @@ def evaluate(workspace: Workspace) -> None:
 
     from vital.evaluate import evaluate_vqa
     from vital.evaluate.report import write_report
-    from vital.figures import read_figures
     from vital.jsonl import write_json_atomic, write_jsonl_atomic
+    from vital.records import read_figures
 
     # A small VQA set about the demo figures, in LLaVA-Med's conversation format: what kind of image each
     # one is (open), and whether it is of a given kind (closed; every other one asks about a kind it is not).

@@ -109,12 +109,12 @@ def answer_questions(
     max_new_tokens: int = 128,
     device: str = "cpu",
     cache: str | Path | None = None,
-) -> tuple[Any, Any]:
+) -> Any:
     """Answer ``questions`` into the answer file ``out`` (resumable); see the module docstring.
 
     ``backend="openai"`` needs ``engine_config`` (a :class:`vital.llm.EngineConfig`);
     ``backend="transformers"`` needs ``model_path``.  Returns the run's
-    :class:`vital.llm.RunStats` and the engine (``None`` for transformers).
+    :class:`vital.llm.RunStats`.
     """
     from vital.figures.images import ImageError
     from vital.llm import JobFailed, image_part

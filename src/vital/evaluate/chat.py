@@ -208,7 +208,7 @@ def judge_chat(
     *,
     swap: bool = False,
     cache: str | Path | None = None,
-) -> tuple[Any, Any]:
+) -> Any:
     """Review every answer in ``answers`` against ``questions`` into ``out``; resumable.
 
     ``config`` is a :class:`vital.llm.EngineConfig` for the judge.  Questions

@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from vital.jsonl import FailureLog, JsonlWriter, failures_path, finished_ids, refuse_input_as_output
 
 Work = Callable[[Any], Awaitable[dict[str, Any]]]
@@ -29,10 +27,10 @@ def run_resumable(
     title: str,
     engine_config: Any = None,
     cache: str | Path | None = None,
-    console: Console | None = None,
+    progress: Any = None,
     inputs: Sequence[str | Path | None] = (),
-) -> tuple[Any, Any]:
-    """Write ``make_work(engine)(item)`` for each unfinished item to ``out``; return ``(RunStats, engine)``.
+) -> Any:
+    """Write ``make_work(engine)(item)`` for each unfinished item to ``out``; return the :class:`vital.llm.RunStats`.
 
     With ``engine_config`` (a :class:`vital.llm.EngineConfig`) the work gets an
     :class:`vital.llm.Engine` logging beside ``out``; without, it gets ``None``
@@ -57,5 +55,5 @@ def run_resumable(
             engine_config=engine_config,
             out=out,
             cache=cache,
-            console=console,
+            progress=progress,
         )

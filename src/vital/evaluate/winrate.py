@@ -67,7 +67,7 @@ async def judge_pair(
     engine: Any, question: ChatQuestion, answer_a: str, answer_b: str, names: tuple[str, str]
 ) -> dict[str, Any]:
     """Both orders for one question; returns the verdict record."""
-    from vital.judge import parse_verdict
+    from vital.judging import parse_verdict
 
     shown_a_first, shown_b_first = await asyncio.gather(
         engine.complete(pair_messages(question, answer_a, answer_b), parse=parse_verdict, temperature=0.0),
@@ -97,7 +97,7 @@ def judge_pairs(
     *,
     names: tuple[str, str] | None = None,
     cache: str | Path | None = None,
-) -> tuple[Any, Any]:
+) -> Any:
     """Judge A's against B's answer to every question into ``out`` (resumable); see the module docstring.
 
     ``names`` label the two models (default: the answer files' names).

@@ -1,7 +1,8 @@
 """Figures: importing corpora into figure records, and reading them back with images resolved.
 
 >>> summary = import_figures("fig_captions.json", "figures.jsonl", images="images/")
->>> for figure in read_figures("figures.jsonl"): ...
+
+Reading figure records back is :func:`vital.records.read_figures`.
 """
 
 from __future__ import annotations
@@ -9,17 +10,14 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from vital.errors import InputError
 from vital.figures.images import ImageError, load_image, verify_image
 from vital.figures.importers import FORMATS, detect_format, iter_source
-from vital.jsonl import atomic_writer, dumps, failures_path, iter_json_lines, read_records, validation_to_input_error
-from vital.records import Candidate, Figure
+from vital.jsonl import atomic_writer, dumps, failures_path
+from vital.records import portable_path, resolve_image
 
 __all__ = [
     "FORMATS",
@@ -27,61 +25,8 @@ __all__ = [
     "ImportSummary",
     "detect_format",
     "import_figures",
-    "iter_candidates",
     "load_image",
-    "portable_path",
-    "read_figures",
-    "resolve_image",
 ]
-
-
-def resolve_image(image: str | None, base: str | Path) -> Path | None:
-    """An image path from a record, made absolute against ``base`` (the folder of the file naming it)."""
-    if not image:
-        return None
-    path = Path(image).expanduser()
-    return path if path.is_absolute() else (Path(base) / path).resolve()
-
-
-def read_figures(path: str | Path) -> Iterator[Figure]:
-    """Stream the figures of a JSONL file with ``image`` made absolute."""
-    path = Path(path)
-    base = path.resolve().parent
-    for figure in read_records(path, Figure):
-        resolved = resolve_image(figure.image, base)
-        figure.image = str(resolved) if resolved else None
-        yield figure
-
-
-def iter_candidates(
-    path: str | Path, figures: Mapping[str, Figure] | None = None, *, unique_ids: bool = True
-) -> Iterator[tuple[int, Candidate]]:
-    """Stream ``(line, Candidate)`` with ``image`` made absolute (else, with ``figures``, the figure's image).
-
-    With ``figures``, a candidate naming an unknown figure is an :class:`InputError`
-    (file, line, field); with ``unique_ids``, so is an id seen before.
-    """
-    path = Path(path)
-    base = path.resolve().parent
-    seen: set[str] = set()
-    for line, obj in iter_json_lines(path):
-        try:
-            candidate = Candidate.model_validate(obj)
-        except ValidationError as exc:
-            raise validation_to_input_error(exc, path, line) from None
-        if unique_ids:
-            if candidate.id in seen:
-                raise InputError(f"candidate id {candidate.id!r} appears twice", path=path, line=line, field="id")
-            seen.add(candidate.id)
-        figure = None
-        if figures is not None:
-            figure = figures.get(candidate.figure_id)
-            if figure is None:
-                problem = f"figure {candidate.figure_id!r} is not in the figures file"
-                raise InputError(problem, path=path, line=line, field="figure_id")
-        image = resolve_image(candidate.image, base)
-        candidate.image = str(image) if image else (figure.image if figure else None)
-        yield line, candidate
 
 
 @dataclass
@@ -97,12 +42,6 @@ class ImportSummary:
     unknown_domains: Counter = field(default_factory=Counter)
     failures: Path | None = None
     seconds: float = 0.0
-
-
-def portable_path(image: str | Path, out_dir: Path) -> str:
-    """Relative to the output's folder when the image lies below it, else absolute."""
-    image = Path(image)
-    return image.relative_to(out_dir).as_posix() if image.is_relative_to(out_dir) else str(image)
 
 
 def import_figures(

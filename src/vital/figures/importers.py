@@ -10,7 +10,6 @@ huge object tree.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,115 +19,10 @@ from pydantic import ValidationError
 
 from vital.errors import InputError
 from vital.figures.domains import normalize_domains
-from vital.jsonl import iter_json_lines, validation_to_input_error
+from vital.jsonl import iter_json_objects, validation_to_input_error
 from vital.records import Figure
 
 FORMATS = ("auto", "llava-med", "biomed-vital", "csv", "vital")
-_WHITESPACE = re.compile(r"\s*")
-
-
-class _JsonWalker:
-    """Walks a JSON text's top-level list or dict of lists, decoding one element at a time."""
-
-    def __init__(self, text: str, path: Path) -> None:
-        self.text = text
-        self.path = path
-        self.pos = 0
-        self._line = 1
-        self._counted = 0
-        self._decoder = json.JSONDecoder()
-
-    def line(self) -> int:
-        self._line += self.text.count("\n", self._counted, self.pos)
-        self._counted = self.pos
-        return self._line
-
-    def skip_ws(self) -> str:
-        self.pos = _WHITESPACE.match(self.text, self.pos).end()
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def fail(self, problem: str) -> InputError:
-        return InputError(problem, path=self.path, line=self.line())
-
-    def decode(self) -> Any:
-        try:
-            value, self.pos = self._decoder.raw_decode(self.text, self.pos)
-        except json.JSONDecodeError as exc:
-            return self._raise_json(exc)
-        return value
-
-    def _raise_json(self, exc: json.JSONDecodeError) -> Any:
-        raise InputError(f"not valid JSON ({exc.msg}, column {exc.colno})", path=self.path, line=exc.lineno)
-
-    def array(self, group: str | None) -> Iterator[tuple[int, str | None, Any]]:
-        self.pos += 1  # past "["
-        if self.skip_ws() == "]":
-            self.pos += 1
-            return
-        while True:
-            self.skip_ws()
-            line = self.line()
-            yield line, group, self.decode()
-            char = self.skip_ws()
-            self.pos += 1
-            if char == "]":
-                return
-            if char != ",":
-                raise self.fail("expected ',' or ']' between records")
-
-    def groups(self) -> Iterator[tuple[int, str | None, Any]]:
-        """A dict whose values are lists of records (LLaVA-Med's domain -> records)."""
-        self.pos += 1  # past "{"
-        if self.skip_ws() == "}":
-            return
-        while True:
-            self.skip_ws()
-            key = self.decode()
-            if self.skip_ws() != ":":
-                raise self.fail("expected ':' after a key")
-            self.pos += 1
-            if self.skip_ws() != "[":
-                raise self.fail(f"expected a list of records under {key!r}")
-            yield from self.array(str(key))
-            char = self.skip_ws()
-            self.pos += 1
-            if char == "}":
-                return
-            if char != ",":
-                raise self.fail("expected ',' or '}' between groups")
-
-
-def _looks_like_groups(text: str, start: int) -> bool:
-    """Is the object at ``start`` a dict of lists (rather than one record of a JSONL file)?"""
-    match = re.compile(r'\{\s*"(?:[^"\\]|\\.)*"\s*:\s*\[').match(text, start)
-    return match is not None
-
-
-def iter_json_objects(path: Path) -> Iterator[tuple[int, str | None, Any]]:
-    """``(line, group, object)`` for a JSON list, a JSON dict of lists, or JSONL."""
-    if path.suffix.lower() == ".jsonl":
-        for line, obj in iter_json_lines(path):
-            yield line, None, obj
-        return
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason})", path=path) from None
-    walker = _JsonWalker(text, path)
-    first = walker.skip_ws()
-    if not first:
-        raise InputError("file is empty", path=path)
-    if first == "[":
-        yield from walker.array(None)
-        if walker.skip_ws():
-            raise walker.fail("unexpected text after the end of the list")
-    elif first == "{" and _looks_like_groups(text, walker.pos):
-        yield from walker.groups()
-        if walker.skip_ws():
-            raise walker.fail("unexpected text after the end of the document")
-    else:
-        for line, obj in iter_json_lines(path):
-            yield line, None, obj
 
 
 def _string(obj: dict, key: str, path: Path, line: int, *, required: bool = False) -> str | None:

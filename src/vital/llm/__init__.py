@@ -33,16 +33,17 @@ a response cache keyed by model, messages and parameters::
                 on_failure=lambda job, exc: failures.record(job.id, str(exc), **exc.details),
                 workers=engine.workers,                 # a little more than concurrency
                 total=n_jobs, title="answering", engine=engine,
+                progress=None,                          # or any vital.progress.Progress (the CLI's draws bars)
             )
-        console.print(summary_table(stats, engine))   # done, failed, requests, tokens, cost
+        stats.done, stats.failed, stats.usage.requests, stats.cost   # items, calls, tokens, estimated cost
 
 From synchronous code, :func:`run_jobs` does the same in one call, opening an
 engine that logs beside the output (``<out>.llm.sqlite``), or running an
 offline backend on one worker when ``engine_config`` is ``None``::
 
-    stats, engine = run_jobs(jobs, lambda engine: (lambda job: ask(engine, job.question, job.image)),
-                             on_result=..., on_failure=..., title="answering",
-                             engine_config=config, out="answers.jsonl")
+    stats = run_jobs(jobs, lambda engine: (lambda job: ask(engine, job.question, job.image)),
+                     on_result=..., on_failure=..., title="answering",
+                     engine_config=config, out="answers.jsonl")
 
 ``Engine.complete`` raises :class:`CallFailed` (a :class:`JobFailed`; ``.details``
 carries ``raw`` text and ``attempts``) when an item cannot be done within
@@ -54,8 +55,8 @@ Resume is the caller's: skip jobs whose ids are already in the output
 (:func:`vital.jsonl.finished_ids`), and the response cache makes any call that
 finished before a crash free on the rerun.  ``tests/openai_double.py`` is a
 real OpenAI-protocol server for tests (latency, 429/500/timeouts/malformed
-replies, request log, concurrency high-water mark).  The CLI flags for all of this live
-in :mod:`vital.cli.options` (``engine_options`` decorator).
+replies, request log, concurrency high-water mark).  The CLI flags for all of this are
+:class:`EngineConfig`'s fields (see :mod:`vital.config`).
 """
 
 from vital.jsonl import sibling_path
@@ -70,7 +71,7 @@ from vital.llm.engine import (
 )
 from vital.llm.images import image_data_url, image_part
 from vital.llm.prices import DEFAULT_PRICES, estimate_cost, load_prices
-from vital.llm.runner import RunStats, drop_if_empty, map_jobs, run_jobs, summary_table
+from vital.llm.runner import RunStats, drop_if_empty, map_jobs, run_jobs
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -90,5 +91,4 @@ __all__ = [
     "map_jobs",
     "run_jobs",
     "sibling_path",
-    "summary_table",
 ]

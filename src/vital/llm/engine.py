@@ -23,14 +23,16 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vital.config import StageConfig, setting
 from vital.errors import InputError
 from vital.jsonl import sibling_path
 from vital.llm.limits import TokenBucket
-from vital.llm.prices import DEFAULT_PRICES, estimate_cost
+from vital.llm.prices import DEFAULT_PRICES, estimate_cost, load_prices
 from vital.llm.store import CallLog, CallRecord, ResponseCache, connect
 
 if TYPE_CHECKING:  # aiohttp is imported when an engine opens (it takes a while: TLS contexts at import)
@@ -63,9 +65,12 @@ class ReplyError(ValueError):
     """Raised by a ``parse`` function for a reply it cannot use; the engine retries the call."""
 
 
+PANEL = "Model connection"
+
+
 @dataclass
-class EngineConfig:
-    """Where to send requests and how hard to push.
+class EngineConfig(StageConfig):
+    """Where to send requests and how hard to push (the model-connection flags of every model stage).
 
     Azure OpenAI is used when ``azure_endpoint`` is set: requests go to
     ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...``
@@ -74,32 +79,43 @@ class EngineConfig:
     named ``api_key_env``; a local server (vLLM, Ollama, llama.cpp) may need none.
     """
 
-    model: str = "gpt-4o"
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = "OPENAI_API_KEY"
-    azure_endpoint: str | None = None
-    azure_deployment: str | None = None
-    azure_api_version: str = "2024-06-01"
-    concurrency: int = 8
-    max_retries: int = 5
-    timeout: float = 120.0
-    rpm: float | None = None
-    tpm: float | None = None
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    image_max_side: int | None = None
-    use_cache: bool = True
-    prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    base_url: str = setting("https://api.openai.com/v1", "OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, "
+                            "llama.cpp), ending in /v1.", panel=PANEL)
+    model: str = setting("gpt-4o", "Model name sent with each request.", panel=PANEL)
+    api_key_env: str = setting("OPENAI_API_KEY", "Environment variable holding the API key (never taken "
+                               "from the command line).", panel=PANEL)
+    azure_endpoint: str | None = setting(None, "Azure OpenAI resource endpoint; switches to Azure's URL "
+                                         "scheme.", panel=PANEL)
+    azure_deployment: str | None = setting(None, "Azure OpenAI deployment name.", panel=PANEL)
+    azure_api_version: str = setting("2024-06-01", "Azure OpenAI API version.", panel=PANEL)
+    concurrency: int = setting(8, "Requests in flight at most.", panel=PANEL)
+    max_retries: int = setting(5, "Retries per call after 429, 5xx, timeouts and unusable replies.", panel=PANEL)
+    timeout: float = setting(120.0, "Seconds a request may take in all.", panel=PANEL)
+    rpm: float | None = setting(None, "Requests-per-minute limit to keep under.", panel=PANEL)
+    tpm: float | None = setting(None, "Tokens-per-minute limit to keep under (estimated before, settled "
+                                "after each call).", panel=PANEL)
+    image_max_side: int | None = setting(None, "Downscale images so their longer side is at most this many "
+                                         "pixels.", panel=PANEL)
+    cache: bool = setting(True, "Answer repeated requests from the response cache.", panel=PANEL)
+    prices: Path | None = setting(None, 'JSON {"model": {"input": $/1M tokens, "output": $/1M tokens}} for '
+                                  "the cost estimate.", panel=PANEL)
+    backoff_base: float = setting(1.0, "First retry delay in seconds (doubling, with jitter).", cli=False)
+    backoff_max: float = setting(60.0, "Longest retry delay in seconds.", cli=False)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.concurrency < 1:
-            raise InputError("must be at least 1", field="--concurrency")
+            raise InputError("must be at least 1", field="concurrency")
         if self.max_retries < 0:
-            raise InputError("must not be negative", field="--max-retries")
+            raise InputError("must not be negative", field="max_retries")
         if self.timeout <= 0:
-            raise InputError("must be positive", field="--timeout")
+            raise InputError("must be positive", field="timeout")
         if self.azure_endpoint and not self.azure_deployment:
-            raise InputError("Azure OpenAI needs a deployment name", field="--azure-deployment")
+            raise InputError("Azure OpenAI needs a deployment name", field="azure_deployment")
+
+    @cached_property
+    def price_table(self) -> dict[str, tuple[float, float]]:
+        """The default prices, extended or replaced by the ``prices`` file."""
+        return {**DEFAULT_PRICES, **(load_prices(self.prices) if self.prices else {})}
 
     @property
     def url(self) -> str:
@@ -226,7 +242,7 @@ class Engine:
     @property
     def cost(self) -> float | None:
         return estimate_cost(self.config.model, self.usage.prompt_tokens, self.usage.completion_tokens,
-                             self.config.prices)
+                             self.config.price_table)
 
     async def __aenter__(self) -> Engine:
         headers = {"Content-Type": "application/json"}
@@ -244,7 +260,7 @@ class Engine:
             connection = connect(self._store_path)
             self._connections.append(connection)
             self._log = CallLog(connection)
-        if self._cache_path is not None and self.config.use_cache:
+        if self._cache_path is not None and self.config.cache:
             if self._cache_path == self._store_path:
                 connection = self._connections[0]
             else:

@@ -20,11 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from vital.llm.engine import Engine, EngineConfig, JobFailed
+from vital.llm.engine import Engine, EngineConfig, JobFailed, Usage
+from vital.progress import Progress, or_silent
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -32,38 +29,35 @@ R = TypeVar("R")
 
 @dataclass
 class RunStats:
+    """What a run did: items done, failed and skipped, and, when it called a model, usage and cost."""
+
     title: str
     done: int = 0
     failed: int = 0
     skipped: int = 0  # finished by an earlier run
     elapsed_s: float = 0.0
+    model: str | None = None
+    usage: Usage | None = None
+    cost: float | None = None
 
     @property
     def rate(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def status(self) -> str:
+        """The short line a progress bar shows: rate, failures, cost or tokens."""
+        text = f"{self.rate:.1f}/s"
+        if self.failed:
+            text += f", {self.failed} failed"
+        if self.cost is not None:
+            text += f", ${self.cost:.4f}"
+        elif self.usage is not None:
+            text += f", {self.usage.prompt_tokens + self.usage.completion_tokens} tokens"
+        return text
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f}/s"),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TextColumn("{task.fields[cost]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _cost_text(engine: Engine | None) -> str:
-    if engine is None:
-        return ""
-    cost = engine.cost
-    if cost is not None:
-        return f"${cost:.4f}"
-    return f"{engine.usage.prompt_tokens + engine.usage.completion_tokens} tokens"
+    def note_engine(self, engine: Engine | None) -> None:
+        if engine is not None:
+            self.model, self.usage, self.cost = engine.config.label, engine.usage, engine.cost
 
 
 async def map_jobs(
@@ -77,19 +71,18 @@ async def map_jobs(
     skipped: int = 0,
     title: str = "working",
     engine: Engine | None = None,
-    console: Console | None = None,
+    progress: Progress | None = None,
 ) -> RunStats:
     """Run ``work`` over ``jobs`` with ``workers`` in parallel; see the module docstring."""
     stats = RunStats(title, skipped=skipped)
     iterator = iter(jobs)
     started = time.monotonic()
-    console = console or Console(stderr=True)
-    with _progress(console) as progress:
-        task = progress.add_task(title, total=total, rate=0.0, failed=0, cost=_cost_text(engine))
+    with or_silent(progress).task(title, total=total) as task:
 
         def advance() -> None:
             stats.elapsed_s = time.monotonic() - started
-            progress.update(task, advance=1, rate=stats.rate, failed=stats.failed, cost=_cost_text(engine))
+            stats.note_engine(engine)
+            task.advance(status=stats.status())
 
         async def worker() -> None:
             for job in iterator:  # the shared iterator hands each job to exactly one worker
@@ -111,6 +104,7 @@ async def map_jobs(
                 pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stats.elapsed_s = time.monotonic() - started
+            stats.note_engine(engine)
     return stats
 
 
@@ -126,60 +120,27 @@ def run_jobs(
     engine_config: EngineConfig | None = None,
     out: str | Path | None = None,
     cache: str | Path | None = None,
-    console: Console | None = None,
-) -> tuple[RunStats, Engine | None]:
+    progress: Progress | None = None,
+) -> RunStats:
     """:func:`map_jobs` from synchronous code, with or without a model.
 
     With ``engine_config``, an :class:`Engine` logging beside ``out`` is opened
     for the run and ``make_work(engine)`` gives the work function; without one
-    (an offline backend), ``make_work(None)`` runs on a single worker.
+    (an offline backend), ``make_work(None)`` runs on a single worker.  The
+    returned stats carry the engine's usage and cost.
     """
 
-    async def run() -> tuple[RunStats, Engine | None]:
+    async def run() -> RunStats:
         if engine_config is None:
-            stats = await map_jobs(jobs, make_work(None), on_result=on_result, on_failure=on_failure,
-                                   workers=1, total=total, skipped=skipped, title=title, console=console)
-            return stats, None
+            return await map_jobs(jobs, make_work(None), on_result=on_result, on_failure=on_failure,
+                                  workers=1, total=total, skipped=skipped, title=title, progress=progress)
         assert out is not None, "a model run keeps its call log beside its output"
         async with Engine.beside(out, engine_config, cache=cache) as engine:
-            stats = await map_jobs(jobs, make_work(engine), on_result=on_result, on_failure=on_failure,
-                                   workers=engine.workers, total=total, skipped=skipped, engine=engine,
-                                   console=console,
-                                   title=f"{title} ({engine_config.label})")
-        return stats, engine
+            return await map_jobs(jobs, make_work(engine), on_result=on_result, on_failure=on_failure,
+                                  workers=engine.workers, total=total, skipped=skipped, engine=engine,
+                                  progress=progress, title=f"{title} ({engine_config.label})")
 
     return asyncio.run(run())
-
-
-def summary_table(stats: RunStats, engine: Engine | None = None,
-                  extra: dict[str, Any] | None = None) -> Table:
-    """The final table a stage prints: items, failures, rate, and (with an engine) calls, tokens and cost."""
-    table = Table(title=f"{stats.title}: summary", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    rows: dict[str, Any] = {
-        "done now": stats.done,
-        "already done (resumed)": stats.skipped,
-        "failed (see failures file)": stats.failed,
-        "elapsed": f"{stats.elapsed_s:.1f} s",
-        "rate": f"{stats.rate:.1f} items/s",
-    }
-    if engine is not None:
-        usage = engine.usage
-        cost = engine.cost
-        rows.update({
-            "model": engine.config.label,
-            "HTTP requests": usage.requests,
-            "retries": usage.retries,
-            "cache hits (free)": usage.cached,
-            "prompt tokens": usage.prompt_tokens,
-            "completion tokens": usage.completion_tokens,
-            "estimated cost": f"${cost:.4f}" if cost is not None else "no price for this model (--prices)",
-        })
-    rows.update(extra or {})
-    for name, value in rows.items():
-        table.add_row(name, str(value))
-    return table
 
 
 @contextmanager

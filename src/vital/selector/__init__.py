@@ -4,7 +4,7 @@ See :mod:`vital.selector.model` for the method and :mod:`vital.selector.features
 for what the head sees.
 """
 
-from vital.selector.features import FeatureSet, Featurizer, read_candidates, read_figure_index
+from vital.selector.features import FeatureSet, Featurizer
 from vital.selector.model import Selector, SelectorConfig, sweep_human_weight
 
 __all__ = [
@@ -12,7 +12,5 @@ __all__ = [
     "Featurizer",
     "Selector",
     "SelectorConfig",
-    "read_candidates",
-    "read_figure_index",
     "sweep_human_weight",
 ]

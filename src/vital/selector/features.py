@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from vital.embeddings import EmbeddingCache, content_key, encode_cached, file_content_keys
-from vital.figures import iter_candidates, read_figures
 from vital.records import Candidate, Figure
 from vital.selector.encoders import Encoder
 
@@ -53,15 +52,6 @@ def context_text(figure: Figure | None) -> str:
     if figure is None:
         return ""
     return " ".join([figure.caption.strip(), *(m.strip() for m in figure.mentions)]).strip()
-
-
-def read_candidates(path: str | Path, figures: Mapping[str, Figure] | None = None) -> list[Candidate]:
-    """All candidates of a JSONL file (see :func:`vital.figures.iter_candidates`)."""
-    return [candidate for _, candidate in iter_candidates(path, figures)]
-
-
-def read_figure_index(path: str | Path) -> dict[str, Figure]:
-    return {figure.id: figure for figure in read_figures(path)}
 
 
 @dataclass
@@ -172,7 +162,7 @@ def _encode_block(
         encoder.dim,
         cache,
         description=f"encoding {name}s",
-        show_progress=show_progress,
+        progress=None,  # TODO(selector refactor): Selector takes a Progress
     )
     return FeatureBlock(name, encoder, unique_payloads, vectors, rows), misses
 

@@ -39,6 +39,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vital import __version__
+from vital.config import StageConfig, setting
 from vital.errors import InputError
 from vital.jsonl import write_json_atomic, write_jsonl_atomic
 from vital.records import Candidate, Figure, Preference, Score
@@ -50,46 +51,51 @@ from vital.selector.pairs import MODEL_PAIR_MODES, Pairs, human_pairs, model_pai
 LOSSES = ("hinge", "logistic")
 
 
+TRAINING = "Training"
+
+
 @dataclass
-class SelectorConfig:
+class SelectorConfig(StageConfig):
     """Everything that defines a selector and how it is trained (saved with it)."""
 
-    text_encoder: str = "minilm"
-    image_encoder: str = "descriptor"
-    text_layout: str = "split"
-    hidden_size: int = 512
-    hidden_layers: int = 3
-    dropout: float = 0.1
-    loss: str = "hinge"
-    margin: float = 1.0
-    learning_rate: float = 1e-3
-    """For the head.  The reference's 1e-5 trains the encoders end to end (``encoder_learning_rate``)."""
-    encoder_learning_rate: float = 1e-5
-    weight_decay: float = 1e-4
-    epochs: int = 6
-    batch_size: int = 64
-    human_weight: float = 1.0
-    model_pairs: str = "both"
-    max_model_pairs: int = 30_000
-    held_out_fraction: float = 0.2
-    patience: int = 3
-    """Stop after this many epochs without a better held-out agreement (0: never stop early)."""
-    finetune_encoder: bool = False
-    seed: int = 0
+    text_encoder: str = setting(
+        "minilm", "minilm (packaged all-MiniLM-L6-v2), hashing, a sentence-transformers name or folder, or "
+        "open_clip:hf-hub:... / open_clip:local-dir:... (BiomedCLIP's text tower).")
+    image_encoder: str = setting(
+        "descriptor", "descriptor (model-free pixel statistics), none, or open_clip:hf-hub:... / "
+        "open_clip:local-dir:...")
+    text_layout: str = setting("split", "split (caption and conversation apart) or joint (the reference).",
+                               choices=LAYOUTS)
+    model_pairs: str = setting("both", "Judge pairs within a figure, across figures, both, or none.",
+                               choices=MODEL_PAIR_MODES)
+    max_model_pairs: int = setting(30_000, "Cap on judge pairs.")
+    human_weight: float = setting(1.0, "Weight of each clinician pair (the paper sweeps 1 to 400).")
+    hidden_size: int = setting(512, "Width of the head's hidden layers.", panel=TRAINING)
+    hidden_layers: int = setting(3, "Hidden layers of the head.", panel=TRAINING)
+    dropout: float = setting(0.1, "Dropout after each hidden layer.", panel=TRAINING)
+    loss: str = setting("hinge", "hinge (the reference, margin --margin) or logistic.", choices=LOSSES,
+                        panel=TRAINING)
+    margin: float = setting(1.0, "Hinge margin.", panel=TRAINING)
+    lr: float = setting(1e-3, "Head learning rate (the reference's 1e-5 trains the encoders end to end: "
+                        "--encoder-lr).", panel=TRAINING)
+    encoder_lr: float = setting(1e-5, "Encoder learning rate with --finetune-encoder.", panel=TRAINING)
+    weight_decay: float = setting(1e-4, "AdamW weight decay.", panel=TRAINING)
+    epochs: int = setting(6, "Passes over the training pairs.", panel=TRAINING)
+    batch_size: int = setting(64, "Pairs per step.", panel=TRAINING)
+    held_out: float = setting(0.2, "Share of clinician pairs held out (by figure).", panel=TRAINING)
+    patience: int = setting(3, "Epochs without held-out gain before stopping (0: never).", panel=TRAINING)
+    finetune_encoder: bool = setting(False, "Train the encoders too (slow; re-encodes every step).",
+                                     panel=TRAINING)
+    seed: int = setting(0, "Seed of pair sampling, the split and the head's initial weights.", panel=TRAINING)
 
     def validate(self) -> None:
         checks = [
-            (self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}"),
-            (
-                self.model_pairs in MODEL_PAIR_MODES,
-                "model_pairs",
-                f"must be one of {', '.join(MODEL_PAIR_MODES)}",
-            ),
-            (self.hidden_layers >= 0 and self.hidden_size > 0, "hidden_size", "must be positive"),
-            (self.epochs > 0 and self.batch_size > 0, "epochs", "epochs and batch size must be positive"),
+            (self.hidden_layers >= 0, "hidden_layers", "must not be negative"),
+            (self.hidden_size > 0, "hidden_size", "must be positive"),
+            (self.epochs > 0, "epochs", "must be positive"),
+            (self.batch_size > 0, "batch_size", "must be positive"),
             (self.human_weight >= 0, "human_weight", "must not be negative"),
-            (0 <= self.held_out_fraction < 1, "held_out_fraction", "must be in [0, 1)"),
-            (self.text_layout in LAYOUTS, "text_layout", f"must be {' or '.join(LAYOUTS)}"),
+            (0 <= self.held_out < 1, "held_out", "must be in [0, 1)"),
         ]
         for ok, name, problem in checks:
             if not ok:
@@ -169,7 +175,6 @@ class Selector:
         show_progress: bool = True,
     ) -> None:
         self.config = config or SelectorConfig()
-        self.config.validate()
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.show_progress = show_progress
         self._text_encoder = text_encoder
@@ -244,7 +249,7 @@ class Selector:
         index = {cid: row for row, cid in enumerate(features.candidate_ids)}
         human = human_pairs(preferences, index, config.human_weight)
         train_human, held_human, held_figures, crossing = split_by_figure(
-            human.pairs, features.figure_ids, config.held_out_fraction, config.seed
+            human.pairs, features.figure_ids, config.held_out, config.seed
         )
         judge = model_pairs(
             scores or {},
@@ -265,10 +270,10 @@ class Selector:
         held_source = "human"
         held = held_human
         train_judge = judge
-        if len(held_human) == 0 and len(judge) > 0 and config.held_out_fraction > 0:
+        if len(held_human) == 0 and len(judge) > 0 and config.held_out > 0:
             held_source = "model"
             train_judge, held, held_figures, crossing = split_by_figure(
-                judge, features.figure_ids, config.held_out_fraction, config.seed
+                judge, features.figure_ids, config.held_out, config.seed
             )
         return {
             "train": train_human + train_judge,
@@ -325,7 +330,7 @@ class Selector:
         self.input_dim = features.dim
         self.head = build_head(features.dim, config)
         self._standardise(features, np.union1d(train.preferred, train.other))
-        parameters = [{"params": self.head.parameters(), "lr": config.learning_rate}]
+        parameters = [{"params": self.head.parameters(), "lr": config.lr}]
         seen: set[int] = set()
         encoder_params = []
         for encoder in trainable.values():
@@ -334,7 +339,7 @@ class Selector:
                     seen.add(id(parameter))
                     encoder_params.append(parameter)
         if encoder_params:
-            parameters.append({"params": encoder_params, "lr": config.encoder_learning_rate})
+            parameters.append({"params": encoder_params, "lr": config.encoder_lr})
         optimizer = torch.optim.AdamW(parameters, weight_decay=config.weight_decay, fused=True)
         steps = math.ceil(len(train) / config.batch_size)
         progress = Progress(

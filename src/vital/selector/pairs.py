@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from vital.jsonl import read_records
-from vital.records import Preference, Score
+from vital.records import Preference
 
 MODEL_PAIR_MODES = ("within", "across", "both", "none")
 
@@ -200,15 +198,3 @@ def split_by_figure(
     held_mask = in_a & in_b
     train_mask = ~in_a & ~in_b
     return pairs.subset(train_mask), pairs.subset(held_mask), held, int((~held_mask & ~train_mask).sum())
-
-
-def read_scores(path: str | Path, *, source: str | None = "model") -> dict[str, float]:
-    """Candidate id -> score from a scores JSONL (the mean when a candidate has several; only ``source``)."""
-    sums: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    for score in read_records(path, Score):
-        if source is not None and score.source != source:
-            continue
-        sums[score.candidate_id] += score.score
-        counts[score.candidate_id] += 1
-    return {cid: sums[cid] / counts[cid] for cid in sums}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vital.generate.parse import render_conversation
+from vital.generation.parse import render_conversation
 from vital.llm import image_part
 from vital.records import Figure
 

@@ -1,22 +1,22 @@
 """Candidate generation: a vision-language model writes conversations about figures.
 
->>> from vital.generate import GenerateConfig, generate
+>>> from vital.generation import GenerateConfig, generate
 >>> from vital.llm import EngineConfig
 >>> generate("figures.jsonl", "candidates.jsonl",
 ...          GenerateConfig(candidates=2, demos="demos.json", demo_policy="per-domain"),
 ...          EngineConfig(base_url="http://127.0.0.1:8000/v1", model="llava", concurrency=32))
 
 ``GenerateConfig(backend="caption")`` writes grounded caption-derived
-conversations offline (:mod:`vital.generate.caption`).  The prompt is in
-:mod:`vital.generate.prompts`, demonstration policies in
-:mod:`vital.generate.demos`, reply parsing in :mod:`vital.generate.parse`.
+conversations offline (:mod:`vital.generation.caption`).  The prompt is in
+:mod:`vital.generation.prompts`, demonstration policies in
+:mod:`vital.generation.demos`, reply parsing in :mod:`vital.generation.parse`.
 """
 
-from vital.generate.caption import caption_conversation
-from vital.generate.demos import load_demonstrations, make_policy
-from vital.generate.parse import parse_conversation, render_conversation
-from vital.generate.prompts import SYSTEM_PROMPT, build_messages, elide_images
-from vital.generate.run import GenerateConfig, GenerateReport, candidate_id, generate, parse_shard
+from vital.generation.caption import caption_conversation
+from vital.generation.demos import load_demonstrations, make_policy
+from vital.generation.parse import parse_conversation, render_conversation
+from vital.generation.prompts import SYSTEM_PROMPT, build_messages, elide_images
+from vital.generation.run import GenerateConfig, GenerateReport, candidate_id, generate, parse_shard
 
 __all__ = [
     "SYSTEM_PROMPT",

@@ -6,7 +6,7 @@ import pytest
 
 from vital.errors import InputError
 from vital.jsonl import iter_json_lines
-from vital.sample import round_robin, sample_figures
+from vital.sampling import SampleConfig, round_robin, sample
 
 TOPICS = {
     "ct_scan": [
@@ -36,8 +36,8 @@ def figures_file(tmp_path):
 
 
 def test_sampling_is_deterministic_covers_clusters_and_domains(figures_file, tmp_path):
-    first = sample_figures(figures_file, tmp_path / "a.jsonl", n=12, clusters=8, seed=3, show_progress=False)
-    second = sample_figures(figures_file, tmp_path / "b.jsonl", n=12, clusters=8, seed=3, show_progress=False)
+    first = sample(figures_file, tmp_path / "a.jsonl", SampleConfig(n=12, clusters=8, seed=3))
+    second = sample(figures_file, tmp_path / "b.jsonl", SampleConfig(n=12, clusters=8, seed=3))
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
     records = [obj for _, obj in iter_json_lines(tmp_path / "a.jsonl")]
     assert len(records) == 12 and len({r["id"] for r in records}) == 12
@@ -48,20 +48,20 @@ def test_sampling_is_deterministic_covers_clusters_and_domains(figures_file, tmp
 
 
 def test_different_seed_gives_a_different_sample(figures_file, tmp_path):
-    sample_figures(figures_file, tmp_path / "a.jsonl", n=10, clusters=5, seed=1, show_progress=False)
-    sample_figures(figures_file, tmp_path / "b.jsonl", n=10, clusters=5, seed=2, show_progress=False)
+    sample(figures_file, tmp_path / "a.jsonl", SampleConfig(n=10, clusters=5, seed=1))
+    sample(figures_file, tmp_path / "b.jsonl", SampleConfig(n=10, clusters=5, seed=2))
     assert (tmp_path / "a.jsonl").read_text() != (tmp_path / "b.jsonl").read_text()
 
 
 def test_second_run_reuses_the_embedding_cache(figures_file, tmp_path, monkeypatch):
-    sample_figures(figures_file, tmp_path / "a.jsonl", n=5, clusters=3, show_progress=False)
+    sample(figures_file, tmp_path / "a.jsonl", SampleConfig(n=5, clusters=3))
     import vital.embeddings
 
     def refuse(self, texts):
         raise AssertionError(f"re-embedded {len(texts)} texts")
 
     monkeypatch.setattr(vital.embeddings.TextEncoder, "encode", refuse)
-    sample_figures(figures_file, tmp_path / "b.jsonl", n=5, clusters=3, show_progress=False)
+    sample(figures_file, tmp_path / "b.jsonl", SampleConfig(n=5, clusters=3))
 
 
 def test_round_robin_balances_domains_inside_a_cluster():
@@ -72,17 +72,17 @@ def test_round_robin_balances_domains_inside_a_cluster():
 
 
 def test_n_larger_than_corpus_takes_everything(figures_file, tmp_path):
-    summary = sample_figures(figures_file, tmp_path / "all.jsonl", n=1000, clusters=4, show_progress=False)
+    summary = sample(figures_file, tmp_path / "all.jsonl", SampleConfig(n=1000, clusters=4))
     assert summary.picked == summary.n_figures == 80
 
 
 def test_bad_arguments(figures_file, tmp_path):
     with pytest.raises(InputError, match="at least 1"):
-        sample_figures(figures_file, tmp_path / "x.jsonl", n=0)
+        sample(figures_file, tmp_path / "x.jsonl", SampleConfig(n=0))
     duplicate = tmp_path / "dup.jsonl"
     duplicate.write_text('{"id": "a", "caption": "x"}\n{"id": "a", "caption": "y"}\n')
     with pytest.raises(InputError, match="more than once"):
-        sample_figures(duplicate, tmp_path / "x.jsonl", n=1)
+        sample(duplicate, tmp_path / "x.jsonl", SampleConfig(n=1))
 
 
 def test_image_encoder_adds_image_vectors_and_tolerates_missing_images(tmp_path):
@@ -97,8 +97,7 @@ def test_image_encoder_adds_image_vectors_and_tolerates_missing_images(tmp_path)
     records.append({"id": "no-image", "caption": "Axial CT of the chest.", "image": "images/absent.png"})
     path = tmp_path / "figures.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    summary = sample_figures(path, tmp_path / "s.jsonl", n=4, clusters=4, image_encoder="descriptor",
-                             show_progress=False)
+    summary = sample(path, tmp_path / "s.jsonl", SampleConfig(n=4, clusters=4, image_encoder="descriptor"))
     # identical captions: only the image vectors can separate the figures into 4 clusters
     assert summary.picked == 4 and len(summary.cluster_picked) == 4
 
@@ -116,6 +115,5 @@ def test_an_unreadable_image_does_not_break_clustering(tmp_path):
     records.append({"id": "broken", "caption": "Axial CT.", "image": "images/broken.png"})
     path = tmp_path / "figures.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    summary = sample_figures(path, tmp_path / "s.jsonl", n=3, clusters=3, image_encoder="descriptor",
-                             show_progress=False)
+    summary = sample(path, tmp_path / "s.jsonl", SampleConfig(n=3, clusters=3, image_encoder="descriptor"))
     assert summary.picked == 3

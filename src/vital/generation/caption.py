@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 import re
 
-from vital.generate.demos import stable_seed
-from vital.generate.parse import IMAGE_TOKEN
+from vital.generation.demos import stable_seed
+from vital.generation.parse import IMAGE_TOKEN
 from vital.records import Figure, Turn
 
 BRIEF_REQUESTS = (

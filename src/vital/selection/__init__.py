@@ -36,7 +36,6 @@ from pydantic import ValidationError
 
 from vital.embeddings import content_key
 from vital.errors import InputError
-from vital.figures import portable_path, resolve_image
 from vital.figures.images import ImageError, is_dicom, load_image
 from vital.figures.importers import figure_from_llava_med, iter_json_objects
 from vital.jsonl import (
@@ -48,7 +47,7 @@ from vital.jsonl import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from vital.records import Candidate, Figure, Turn
+from vital.records import Candidate, Figure, Turn, portable_path, resolve_image
 
 IMAGE_TOKEN = "<image>"
 UNEXPORTABLE = "not exportable: "

@@ -50,12 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rich.console import Console
-
 from vital.errors import InputError
-from vital.figures import ImageError, iter_candidates, read_figures
-from vital.generate.parse import render_conversation
-from vital.generate.prompts import user_turn
+from vital.figures import ImageError
+from vital.generation.parse import render_conversation
+from vital.generation.prompts import user_turn
 from vital.jsonl import (
     FailureLog,
     JsonlWriter,
@@ -71,9 +69,9 @@ from vital.llm import (
     drop_if_empty,
     run_jobs,
     sibling_path,
-    summary_table,
 )
-from vital.records import Candidate, Figure, Preference, Score, Turn
+from vital.progress import Progress
+from vital.records import Candidate, Figure, Preference, Score, Turn, iter_candidates, read_figures
 
 HEURISTIC_NAME = "heuristic-v1"
 TIE_MARGIN = 0.25  # heuristic scores closer than this are a tie in pairwise mode
@@ -430,12 +428,11 @@ def _conversation_score_key(record: dict[str, Any]) -> str:
 
 
 def judge(candidates: str | Path, figures: str | Path, out: str | Path, config: JudgeConfig | None = None,
-          engine_config: EngineConfig | None = None, *, console: Console | None = None) -> JudgeReport:
+          engine_config: EngineConfig | None = None, *, progress: Progress | None = None) -> JudgeReport:
     """Score (or, with ``pairwise``, compare) every candidate; append records to ``out`` as they finish."""
     config = config or JudgeConfig()
     candidates, figures, out = Path(candidates), Path(figures), Path(out)
     refuse_input_as_output(out, candidates, figures)
-    console = console or Console(stderr=True)
     figure_index = {figure.id: figure for figure in read_figures(figures)}
     groups = _read_candidates(candidates, figure_index)
 
@@ -508,10 +505,8 @@ def judge(candidates: str | Path, figures: str | Path, out: str | Path, config: 
                                                                          config.max_tokens)
             return lambda item: work(chosen, item)
 
-        stats, engine = run_jobs(items, make_work, on_result=on_result, on_failure=on_failure, total=total,
+        stats = run_jobs(items, make_work, on_result=on_result, on_failure=on_failure, total=total,
                                  title=title + (", heuristic" if offline else ""),
-                                 engine_config=engine_config, out=out, cache=config.cache, console=console)
+                                 engine_config=engine_config, out=out, cache=config.cache, progress=progress)
         stats.skipped = skipped[0]
-        extra = {"ties (verdict flipped with order)": tie_count} if config.pairwise else None
-        console.print(summary_table(stats, engine, extra))
         return JudgeReport(stats, out, writer.count, tie_count)

@@ -5,17 +5,23 @@ image encoder is given), cluster the embeddings with k-means, then pick
 figures round-robin across clusters, and within a cluster across domains
 (always the domain picked least so far), so that every cluster is represented
 once ``n >= clusters``.  The result depends only on the data and the seed.
+
+>>> import vital
+>>> result = vital.sample("figures.jsonl", "sample.jsonl", vital.SampleConfig(n=200, clusters=60))
+>>> result.picked, result.cluster_picked
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from vital.config import StageConfig, setting
 from vital.embeddings import (
     EmbeddingCache,
     TextEncoder,
@@ -25,9 +31,9 @@ from vital.embeddings import (
     file_content_keys,
 )
 from vital.errors import InputError
-from vital.figures import portable_path, read_figures
 from vital.jsonl import atomic_writer, dumps
-from vital.records import Figure
+from vital.progress import Progress
+from vital.records import Figure, FigureSource, portable_path, read_figures
 
 # Above this many figures, mini-batch k-means keeps clustering time in seconds.
 MINIBATCH_ABOVE = 20_000
@@ -41,8 +47,29 @@ def figure_text(figure: Figure) -> str:
 
 
 @dataclass
-class SampleSummary:
-    output: Path
+class SampleConfig(StageConfig):
+    """How many figures to pick, and how to embed and cluster them."""
+
+    n: int = setting(help="How many figures to pick.")
+    clusters: int = setting(60, "k for k-means (the paper uses about 60).")
+    seed: int = setting(0, "Seed of k-means and of the round-robin order.")
+    text_encoder: str | None = setting(
+        None, "minilm (the packaged all-MiniLM-L6-v2, default) or a sentence-transformers name or local folder.")
+    image_encoder: str | None = setting(
+        None, "Also cluster on images: open_clip:local-dir:PATH (e.g. BiomedCLIP), open_clip:hf-hub:NAME, or "
+        "descriptor (model-free pixel statistics).")
+    cache_dir: Path | None = setting(None, "Embedding cache (default: $VITAL_CACHE_DIR, else ~/.cache/vital).")
+
+    def validate(self) -> None:
+        if self.n < 1:
+            raise InputError("must be at least 1", field="n")
+        if self.clusters < 1:
+            raise InputError("must be at least 1", field="clusters")
+
+
+@dataclass
+class SampleResult:
+    out: Path
     n_figures: int
     n_clusters: int
     picked: int
@@ -52,7 +79,7 @@ class SampleSummary:
     domain_picked: Counter = field(default_factory=Counter)
 
 
-def embed_images(paths: list[str | None], spec: str, cache_dir: Path, show_progress: bool) -> np.ndarray:
+def embed_images(paths: list[str | None], spec: str, cache_dir: Path, progress: Progress | None) -> np.ndarray:
     """Image vectors (zeros where the image is missing or unreadable), each distinct file encoded once and cached."""
     from vital.selector.encoders import load_image_encoder
 
@@ -70,7 +97,7 @@ def embed_images(paths: list[str | None], spec: str, cache_dir: Path, show_progr
             encoder.dim,
             EmbeddingCache(cache_dir, encoder.name, encoder.dim),
             description="embedding images",
-            show_progress=show_progress,
+            progress=progress,
         )
     return np.nan_to_num(out, nan=0.0)  # encoders mark a file they cannot decode with NaN
 
@@ -113,63 +140,57 @@ def round_robin(labels: np.ndarray, domains: list[str], n: int, seed: int) -> li
     return picked
 
 
-def sample_figures(
-    figures: str | Path,
-    out: str | Path,
-    *,
-    n: int,
-    clusters: int = 60,
-    seed: int = 0,
-    text_encoder: str | None = None,
-    cache_dir: str | Path | None = None,
-    image_encoder: str | None = None,
-    show_progress: bool = True,
-) -> SampleSummary:
-    """Write a diverse sample of ``n`` figures from ``figures`` to ``out``, each with its ``cluster``.
+def sample(
+    figures: FigureSource, out: str | Path, config: SampleConfig, *, progress: Progress | None = None
+) -> SampleResult:
+    """Write a diverse sample of ``config.n`` figures to ``out``, each with its ``cluster``.
 
-    ``image_encoder`` (a spec of :func:`vital.selector.encoders.load_image_encoder`,
-    e.g. ``open_clip:local-dir:/models/biomedclip`` or ``descriptor``) adds image
-    vectors to the text embedding before clustering; figures without a readable
+    ``figures`` is a figures file or figure records.  With ``image_encoder``
+    (a spec of :func:`vital.selector.encoders.load_image_encoder`, e.g.
+    ``open_clip:local-dir:/models/biomedclip`` or ``descriptor``) image vectors
+    join the text embedding before clustering; figures without a readable
     image get zeros there.
     """
-    if n < 1:
-        raise InputError("must be at least 1", field="--n")
-    if clusters < 1:
-        raise InputError("must be at least 1", field="--clusters")
-    figures = Path(figures)
+    # A file is read twice (the second pass picks the chosen records) rather than held in memory.
+    from_file = isinstance(figures, str | Path)
+    held = None if from_file else list(figures)  # type: ignore[arg-type]
+
+    def each_figure() -> Iterator[Figure]:
+        return read_figures(figures) if from_file else iter(held)  # type: ignore[arg-type]
+
     ids: list[str] = []
     texts: list[str] = []
     primary_domain: list[str] = []
     images: list[str | None] = []
-    for figure in read_figures(figures):
+    for figure in each_figure():
         ids.append(figure.id)
         texts.append(figure_text(figure))
         primary_domain.append(figure.domains[0] if figure.domains else "other")
         images.append(figure.image)
+    where = figures if from_file else None
     if not ids:
-        raise InputError("no figures to sample from", path=figures)
+        raise InputError("has no figure records", path=where)
     if len(set(ids)) != len(ids):
         duplicate = next(i for i, c in Counter(ids).items() if c > 1)
-        raise InputError(f"figure id {duplicate!r} occurs more than once", path=figures, field="id")
+        raise InputError(f"figure id {duplicate!r} occurs more than once", path=where, field="id")
 
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    vectors = embed_texts(
-        texts, TextEncoder(text_encoder, max_seq_length=SAMPLE_MAX_TOKENS), cache, show_progress=show_progress
-    )
+    cache = config.cache_dir or default_cache_dir()
+    encoder = TextEncoder(config.text_encoder, max_seq_length=SAMPLE_MAX_TOKENS)
+    vectors = embed_texts(texts, encoder, cache, progress=progress)
     del texts
-    if image_encoder:
-        vectors = np.hstack([vectors, embed_images(images, image_encoder, cache, show_progress)])
-    n_clusters = min(clusters, len(ids))
-    labels = cluster(vectors, n_clusters, seed)
-    chosen = round_robin(labels, primary_domain, min(n, len(ids)), seed)
+    if config.image_encoder:
+        vectors = np.hstack([vectors, embed_images(images, config.image_encoder, cache, progress)])
+    n_clusters = min(config.clusters, len(ids))
+    labels = cluster(vectors, n_clusters, config.seed)
+    chosen = round_robin(labels, primary_domain, min(config.n, len(ids)), config.seed)
 
-    summary = SampleSummary(output=Path(out), n_figures=len(ids), n_clusters=n_clusters, picked=len(chosen))
+    summary = SampleResult(out=Path(out), n_figures=len(ids), n_clusters=n_clusters, picked=len(chosen))
     summary.cluster_sizes.update(int(label) for label in labels)
     summary.domain_sizes.update(primary_domain)
     position = {ids[index]: rank for rank, index in enumerate(chosen)}
     cluster_of = {ids[index]: int(labels[index]) for index in chosen}
     picked_records: list[Figure | None] = [None] * len(chosen)
-    for figure in read_figures(figures):
+    for figure in each_figure():
         rank = position.get(figure.id)
         if rank is not None:
             picked_records[rank] = figure

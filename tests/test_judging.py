@@ -10,9 +10,9 @@ import pytest
 
 from openai_double import DoubleConfig, running_double, write_figures
 from vital.errors import InputError
-from vital.generate import GenerateConfig, generate
+from vital.generation import GenerateConfig, generate
 from vital.jsonl import failures_path
-from vital.judge import JudgeConfig, heuristic_score, heuristic_turn_score, judge, parse_score, parse_verdict
+from vital.judging import JudgeConfig, heuristic_score, heuristic_turn_score, judge, parse_score, parse_verdict
 from vital.llm import EngineConfig, ReplyError
 from vital.records import Figure, Turn
 

@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from rich.console import Console
 
 from vital.errors import InputError
-from vital.figures import ImageError, portable_path, resolve_image
-from vital.generate.caption import BACKEND as CAPTION_BACKEND
-from vital.generate.caption import caption_conversation
-from vital.generate.demos import Policy, load_demonstrations, make_policy, stable_seed
-from vital.generate.parse import parse_conversation
-from vital.generate.prompts import build_messages
+from vital.figures import ImageError
+from vital.generation.caption import BACKEND as CAPTION_BACKEND
+from vital.generation.caption import caption_conversation
+from vital.generation.demos import Policy, load_demonstrations, make_policy, stable_seed
+from vital.generation.parse import parse_conversation
+from vital.generation.prompts import build_messages
 from vital.jsonl import (
     FailureLog,
     JsonlWriter,
@@ -48,9 +47,9 @@ from vital.llm import (
     RunStats,
     drop_if_empty,
     run_jobs,
-    summary_table,
 )
-from vital.records import Candidate, Figure
+from vital.progress import Progress
+from vital.records import Candidate, Figure, portable_path, resolve_image
 
 BACKENDS = ("openai", "caption")
 
@@ -112,7 +111,6 @@ class GenerateReport:
     stats: RunStats
     out: Path
     failures: Path
-    engine: Engine | None = None
 
 
 @dataclass
@@ -171,7 +169,7 @@ def _jobs(figures: Path, n: int, shard: tuple[int, int] | None, done: set[str],
 
 
 def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None = None,
-             engine_config: EngineConfig | None = None, *, console: Console | None = None,
+             engine_config: EngineConfig | None = None, *, progress: Progress | None = None,
              encoder: Any = None) -> GenerateReport:
     """Write ``config.candidates`` candidates per figure of ``figures`` to ``out`` (see the module docstring).
 
@@ -189,7 +187,6 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
                              encoder=encoder)
     elif config.demos is not None:
         warn("the caption backend writes from captions alone; --demos is not used")
-    console = console or Console(stderr=True)
     done = finished_ids(out)
     skipped = [0]
     jobs = _jobs(figures, config.candidates, config.shard, done, skipped)
@@ -244,9 +241,8 @@ def generate(figures: str | Path, out: str | Path, config: GenerateConfig | None
         def make_work(engine: Engine | None) -> Callable[[_Job], Awaitable[Candidate]]:
             return write_from_caption if engine is None else lambda job: ask_model(engine, job)
 
-        stats, engine = run_jobs(jobs, make_work, on_result=on_result, on_failure=on_failure, total=total,
+        stats = run_jobs(jobs, make_work, on_result=on_result, on_failure=on_failure, total=total,
                                  title="generating" + (" (caption backend)" if offline else ""),
-                                 engine_config=engine_config, out=out, cache=config.cache, console=console)
+                                 engine_config=engine_config, out=out, cache=config.cache, progress=progress)
         stats.skipped = skipped[0]
-        console.print(summary_table(stats, engine))
-        return GenerateReport(stats, out, failures.path, engine)
+        return GenerateReport(stats, out, failures.path)

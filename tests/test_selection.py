@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from vital.errors import InputError
 from vital.jsonl import failures_path, read_records
 from vital.records import Candidate, Figure, Turn
-from vital.select import (
+from vital.selection import (
     IMAGE_TOKEN,
     SelectionPolicy,
     export_llava,

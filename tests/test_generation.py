@@ -16,7 +16,7 @@ import pytest
 
 from openai_double import DoubleConfig, running_double, write_figures
 from vital.errors import InputError
-from vital.generate import (
+from vital.generation import (
     GenerateConfig,
     caption_conversation,
     generate,
@@ -25,7 +25,7 @@ from vital.generate import (
     parse_conversation,
     parse_shard,
 )
-from vital.generate.run import leading_id
+from vital.generation.run import leading_id
 from vital.jsonl import failures_path, finished_ids
 from vital.llm import EngineConfig, ReplyError
 from vital.records import Figure, Turn
@@ -196,10 +196,10 @@ def test_policies_choose_per_domain_random_and_nearest():
             make_policy(bad, demos)
 
 
-def test_biomed_vital_demonstrations_load_without_images(shared_data, capsys):
+def test_biomed_vital_demonstrations_load_without_images(shared_data, caplog):
     demos = load_demonstrations(shared_data / "biomed-vital" / "clinician_demonstrations.json")
     assert len(demos) == 58 and all(d.image is None and d.conversations for d in demos)
-    assert "demonstration images are missing" in capsys.readouterr().err
+    assert "demonstration images are missing" in caplog.text
     chosen = make_policy("per-domain", demos)(Figure(id="x", caption="CT"), 0)
     assert sorted(d.domains[0] for d in chosen) == ["chest_xray", "ct_scan", "gross", "histology", "mri"]
 

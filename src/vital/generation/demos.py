@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from vital.errors import InputError
-from vital.figures import iter_source, resolve_image
+from vital.figures import iter_source
 from vital.jsonl import warn
-from vital.records import Figure
+from vital.records import Figure, resolve_image
 
 
 def stable_seed(*parts: Any) -> int:

@@ -1,0 +1,98 @@
+"""What the CLI draws while a stage runs and after it: rich progress bars and summary tables.
+
+The library reports progress through :class:`vital.progress.Progress`;
+:class:`RichProgress` is the CLI's implementation (bars on stderr, so that
+``--json`` output on stdout stays clean).  :func:`summary_table` renders the
+:class:`vital.llm.RunStats` a model stage returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+stderr = Console(stderr=True)
+
+
+class _RichTask:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, steps: int = 1, *, status: str | None = None) -> None:
+        fields = {} if status is None else {"status": status}
+        self._progress.update(self._task, advance=steps, **fields)
+
+    def update(self, *, title: str | None = None, total: int | None = None, status: str | None = None) -> None:
+        fields: dict[str, Any] = {}
+        if title is not None:
+            fields["description"] = title
+        if total is not None:
+            fields["total"] = total
+        if status is not None:
+            fields["status"] = status
+        self._progress.update(self._task, **fields)
+
+
+class RichProgress:
+    """A :class:`vital.progress.Progress` drawing one rich bar per task on stderr."""
+
+    def __init__(self, console: Console | None = None, *, transient: bool = False) -> None:
+        self.console = console or stderr
+        self.transient = transient
+
+    @contextmanager
+    def task(self, title: str, total: int | None = None) -> Iterator[_RichTask]:
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=self.transient,
+        )
+        with progress:
+            yield _RichTask(progress, progress.add_task(title, total=total, status=""))
+
+
+def summary_table(stats: Any, extra: dict[str, Any] | None = None) -> Table:
+    """The final table of a stage that ran items through a model or an offline backend (a ``RunStats``)."""
+    table = Table(title=f"{stats.title}: summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows: dict[str, Any] = {
+        "done now": stats.done,
+        "already done (resumed)": stats.skipped,
+        "failed (see failures file)": stats.failed,
+        "elapsed": f"{stats.elapsed_s:.1f} s",
+        "rate": f"{stats.rate:.1f} items/s",
+    }
+    usage = stats.usage
+    if usage is not None:
+        rows.update({
+            "model": stats.model,
+            "HTTP requests": usage.requests,
+            "retries": usage.retries,
+            "cache hits (free)": usage.cached,
+            "prompt tokens": usage.prompt_tokens,
+            "completion tokens": usage.completion_tokens,
+            "estimated cost": f"${stats.cost:.4f}" if stats.cost is not None else "no price for this model (--prices)",
+        })
+    rows.update(extra or {})
+    for name, value in rows.items():
+        table.add_row(name, str(value))
+    return table
