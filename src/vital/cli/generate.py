@@ -1,4 +1,4 @@
-"""``vital generate`` and ``vital judge``: thin wrappers over :mod:`vital.generation` and :mod:`vital.judging`."""
+"""``vital generate``: a thin wrapper over :func:`vital.generation.generate`."""
 
 from __future__ import annotations
 
@@ -47,35 +47,3 @@ def register(app: typer.Typer) -> None:
         report = run_generate(figures, out, config, engine, progress=RichProgress())
         stderr.print(summary_table(report.stats))
         exit_if_failed(report.stats.failed, report.failures)
-
-    @app.command()
-    @config_options(EngineConfig, "engine")
-    def judge(
-        candidates: Path = typer.Argument(..., help="Candidates JSONL (from `vital generate`)."),
-        figures: Path = typer.Option(..., "--figures", help="The figures the candidates are about."),
-        out: Path = typer.Option(..., "--out", help="Scores JSONL (preferences JSONL with --pairwise)."),
-        backend: str = typer.Option("openai", "--backend", help="openai (a server) or heuristic (offline)."),
-        unit: str = typer.Option("conversation", "--unit", help="conversation or turn (one score per Q&A)."),
-        pairwise: bool = typer.Option(
-            False, "--pairwise", help="Compare candidates of a figure in both orders; write preferences."
-        ),
-        temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature of the judge."),
-        max_tokens: int = typer.Option(512, "--max-tokens", help="Longest reply, in tokens."),
-        cache_file: Path | None = typer.Option(
-            None, "--cache-file", help="Response cache to use (default: OUT's .llm.sqlite)."
-        ),
-        *,
-        engine: EngineConfig,
-    ) -> None:
-        """Score candidates 0-10 against a clinical rubric, or compare them in pairs (model preference)."""
-        from vital.judging import JudgeConfig
-        from vital.judging import judge as run_judge
-        from vital.llm import sibling_path
-
-        config = JudgeConfig(backend=backend, unit=unit, pairwise=pairwise, temperature=temperature,
-                             max_tokens=max_tokens, cache=cache_file)
-        report = run_judge(candidates, figures, out, config, engine, progress=RichProgress())
-        extra = {"ties (verdict flipped with order)": report.ties} if pairwise else None
-        stderr.print(summary_table(report.stats, extra))
-        exit_if_failed(report.stats.failed, sibling_path(out, "failures.jsonl"))
-
