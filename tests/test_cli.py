@@ -41,7 +41,8 @@ def test_unknown_format_exits_2(tmp_path):
     src = tmp_path / "x.csv"
     src.write_text("id,image,caption\na,b.png,c\n")
     result = vital("figures", "import", src, "--format", "parquet", "--out", tmp_path / "o.jsonl")
-    assert result.returncode == 2 and "unknown format 'parquet'" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == "error: field '--format': 'parquet' is not one of auto, llava-med, biomed-vital, csv, vital\n"
 
 
 def test_missing_caption_field_exits_2(tmp_path):
@@ -56,8 +57,9 @@ def test_import_prints_a_summary_table(tmp_path):
     src = tmp_path / "c.csv"
     src.write_text("id,image,caption,domains\na,missing.png,Chest radiograph.,CXR\n")
     result = vital("figures", "import", src, "--out", tmp_path / "f.jsonl")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # imported, but one figure has no image: listed as a failure
     assert "chest_xray" in result.stdout and "1 missing" in result.stdout
+    assert f"listed in {tmp_path / 'f.failures.jsonl'}" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["sample"], ["figures", "import"]])

@@ -9,7 +9,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from vital.errors import InputError
-from vital.figures import import_figures
+from vital.figures import ImportConfig, import_figures
 from vital.figures.domains import normalize_domain, normalize_domains
 from vital.figures.images import ImageError, load_image, verify_image
 from vital.jsonl import failures_path, iter_json_lines
@@ -47,7 +47,7 @@ def test_llava_med_dict_of_domains_merges_repeated_figures(tmp_path, images):
         "gross": [llava_med_record("1_F1", gross=True)],
     }, indent=2))
     out = tmp_path / "out" / "figures.jsonl"
-    summary = import_figures(src, out, images=images)
+    summary = import_figures(src, out, ImportConfig(images=images))
     figures = {f.id: f for f in read_figures(out)}
     assert set(figures) == {"1_F1", "3_F2"}
     assert figures["1_F1"].domains == ["histology", "gross"]
@@ -70,7 +70,7 @@ def test_llava_med_list_and_jsonl_with_image_field(tmp_path, images):
     as_jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     for src in (as_list, as_jsonl):
         out = tmp_path / f"{src.stem}.figures.jsonl"
-        summary = import_figures(src, out, images=images)
+        summary = import_figures(src, out, ImportConfig(images=images))
         assert summary.figures == 2 and summary.images_found == 2 and summary.failures is None
         assert [f.domains for f in read_figures(out)] == [["chest_xray"], ["ct_scan"]]
 
@@ -92,9 +92,9 @@ def test_biomed_vital_keeps_conversations(tmp_path):
     src = tmp_path / "demos.json"
     src.write_text(json.dumps([record]))
     out = tmp_path / "demos.jsonl"
-    summary = import_figures(src, out, fmt="auto")
+    summary = import_figures(src, out, ImportConfig(format="auto"))
     figure, = read_figures(out)
-    assert summary.with_conversations == 1
+    assert summary.demonstrations == 1
     assert figure.id == "9_F2" and figure.meta["demo_index"] == 1
     assert [t.speaker for t in figure.conversations] == ["human", "gpt"]
 
@@ -145,7 +145,7 @@ def test_broken_json_names_line_and_field(tmp_path, text, line, field, message):
     src = tmp_path / "broken.json"
     src.write_text(text)
     with pytest.raises(InputError) as info:
-        import_figures(src, tmp_path / "out.jsonl", fmt="llava-med")
+        import_figures(src, tmp_path / "out.jsonl", ImportConfig(format="llava-med"))
     assert info.value.line == line and info.value.field == field and message in str(info.value)
 
 
@@ -164,8 +164,8 @@ def test_empty_file_and_unknown_format(tmp_path):
     empty.write_text("")
     with pytest.raises(InputError, match="file is empty"):
         import_figures(empty, tmp_path / "o.jsonl")
-    with pytest.raises(InputError, match="unknown format 'parquet'"):
-        import_figures(empty, tmp_path / "o.jsonl", fmt="parquet")
+    with pytest.raises(InputError, match="'parquet' is not one of auto"):
+        import_figures(empty, tmp_path / "o.jsonl", ImportConfig(format="parquet"))
 
 
 def test_undetectable_format(tmp_path):
@@ -191,7 +191,7 @@ def test_unreadable_images_are_listed_and_require_images_stops(tmp_path):
     assert "cannot decode image" in reasons["a"]
     assert reasons["b"] == "DICOM file has no pixel data"
     with pytest.raises(InputError) as info:
-        import_figures(src, tmp_path / "strict.jsonl", require_images=True)
+        import_figures(src, tmp_path / "strict.jsonl", ImportConfig(require_images=True))
     assert info.value.line == 2 and info.value.field == "image"
     assert not (tmp_path / "strict.jsonl").exists()
 
@@ -238,8 +238,38 @@ def test_shared_llava_med_figure_captions(tmp_path, shared_data):
 
 def test_shared_clinician_demonstrations(tmp_path, shared_data):
     out = tmp_path / "d.jsonl"
-    summary = import_figures(shared_data / "biomed-vital" / "clinician_demonstrations.json", out, fmt="biomed-vital")
+    summary = import_figures(shared_data / "biomed-vital" / "clinician_demonstrations.json", out, ImportConfig(format="biomed-vital"))
     figures = list(read_figures(out))
-    assert summary.figures == 58 and summary.with_conversations == 58
+    assert summary.figures == 58 and summary.demonstrations == 56  # two break the turn rules:
+    assert [entry.split(":")[0] for entry in summary.invalid_demonstrations] == ["34 (33240703_FIG1)",
+                                                                                 "49 (31910164_F3)"]
+    assert "turn 7 is from 'gpt'" in summary.invalid_demonstrations[0]
     assert summary.per_domain == {"ct_scan": 28, "mri": 15, "chest_xray": 12, "histology": 2, "gross": 2}
     assert all(f.conversations and f.conversations[0].speaker == "human" for f in figures)
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "problem"),
+    [
+        (b"id,image,caption\na,x.png,ok\nb,y.png,caf\xe9\n", 3, "not UTF-8 text"),
+        (b"id,image,caption\na,x.png,o\x00k\n", 2, "binary data"),
+        (b'id,image,caption\na,x.png,ok\nb,y.png,"cut inside a quote\n', 3, "ends inside a quoted field"),
+        (b"id,image,caption\na,x.png," + b"w" * 200_000 + b"\n", 2, "longer than the CSV limit"),
+    ],
+    ids=["latin-1", "binary", "torn-quote", "huge-field"],
+)
+def test_bad_csv_is_one_error_naming_file_and_line(tmp_path, content, line, problem):
+    src = tmp_path / "corpus.csv"
+    src.write_bytes(content)
+    out = tmp_path / "figures.jsonl"
+    out.write_text("earlier output\n")
+    with pytest.raises(InputError) as caught:
+        import_figures(src, out, ImportConfig(check_images=False))
+    assert (caught.value.path, caught.value.line) == (str(src), line)
+    assert problem in caught.value.problem
+    assert out.read_text() == "earlier output\n"  # nothing already produced is lost
+
+
+def test_a_directory_is_not_a_corpus(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        import_figures(tmp_path, tmp_path / "figures.jsonl")

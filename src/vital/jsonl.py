@@ -85,6 +85,16 @@ def parse_json_line(raw: bytes, path: str | Path, line: int) -> dict[str, Any] |
     return obj
 
 
+def input_file(path: str | Path) -> Path:
+    """``path`` if it is a file to read; a directory or a missing file is an :class:`InputError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a directory; expected a file", path=path)
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    return path
+
+
 def iter_json_lines(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for every non-blank line; a malformed line is an :class:`InputError`.
 
@@ -93,9 +103,7 @@ def iter_json_lines(path: str | Path, *, skip_torn_tail: bool = False) -> Iterat
     reading an input stops with an error that says so, because a record that is
     merely mistyped must never be dropped quietly.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path=path)
+    path = input_file(path)
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             if skip_torn_tail and not raw.endswith(b"\n"):
@@ -194,6 +202,7 @@ def _looks_like_groups(text: str, start: int) -> bool:
 
 def iter_json_objects(path: Path) -> Iterator[tuple[int, str | None, Any]]:
     """``(line, group, object)`` for a JSON list, a JSON dict of lists, or JSONL."""
+    path = input_file(path)
     if path.suffix.lower() == ".jsonl":
         for line, obj in iter_json_lines(path):
             yield line, None, obj

@@ -9,6 +9,7 @@ huge object tree.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 
 from vital.errors import InputError
 from vital.figures.domains import normalize_domains
-from vital.jsonl import iter_json_objects, validation_to_input_error
+from vital.jsonl import input_file, iter_json_objects, validation_to_input_error
 from vital.records import Figure
 
 FORMATS = ("auto", "llava-med", "biomed-vital", "csv", "vital")
@@ -116,40 +117,71 @@ def _split_cell(value: str | None) -> list[str]:
     return [part.strip() for part in re.split(r"[|;]", value) if part.strip()]
 
 
-def iter_csv(path: Path) -> Iterator[tuple[int, Figure]]:
-    """``id,image,caption`` and optional ``mentions`` (``|``-separated) and ``domains``."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+def _text_lines(path: Path) -> Iterator[str]:
+    """The lines of a text file, each decoded as UTF-8; binary or other encodings stop at the line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if b"\x00" in raw:
+                raise InputError("binary data (a NUL byte): not a text file", path=path, line=number)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path,
+                                 line=number) from None
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str | None]]]:
+    """``(first line, row)`` for each record of a CSV file with a header; malformed CSV is an InputError."""
+    reader = csv.DictReader(_text_lines(path), strict=True)
+    start = 1
+    try:
         header = reader.fieldnames
         if not header:
             raise InputError("file is empty", path=path)
         for column in ("id", "image", "caption"):
             if column not in header:
                 raise InputError("required column is missing from the header", path=path, line=1, field=column)
+        start = reader.line_num + 1
         for row in reader:
-            line = reader.line_num
-            if None in row:
-                raise InputError("more cells than header columns (quote captions that contain commas)",
-                                 path=path, line=line)
-            for column in ("id", "caption"):
-                if not (row.get(column) or "").strip():
-                    raise InputError("must not be empty", path=path, line=line, field=column)
-            domain_values = [p.strip() for p in re.split(r"[|;,]", row.get("domains") or "") if p.strip()]
-            domains, unknown = normalize_domains(domain_values)
-            meta = {"unknown_domains": unknown} if unknown else {}
-            yield line, _make_figure(
-                {
-                    "id": row["id"].strip(),
-                    "image": (row.get("image") or "").strip() or None,
-                    "caption": row["caption"].strip(),
-                    "mentions": _split_cell(row.get("mentions")),
-                    "domains": domains,
-                    "label": (row.get("label") or "").strip() or None,
-                    "meta": meta,
-                },
-                path,
-                line,
-            )
+            yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            problem = "the file ends inside a quoted field (a closing quote is missing)"
+        elif "field larger than field limit" in str(exc):
+            problem = f"a field is longer than the CSV limit of {csv.field_size_limit():,} characters"
+        else:
+            problem = f"not valid CSV ({exc})"
+        raise InputError(problem, path=path, line=start) from None
+
+
+def iter_csv(path: Path) -> Iterator[tuple[int, Figure]]:
+    """``id,image,caption`` and optional ``mentions`` (``|``-separated) and ``domains``."""
+    for line, row in _csv_rows(path):
+        if None in row:
+            raise InputError("more cells than header columns (quote captions that contain commas)",
+                             path=path, line=line)
+        for column in ("id", "caption"):
+            if not (row.get(column) or "").strip():
+                raise InputError("must not be empty", path=path, line=line, field=column)
+        domain_values = [p.strip() for p in re.split(r"[|;,]", row.get("domains") or "") if p.strip()]
+        domains, unknown = normalize_domains(domain_values)
+        meta = {"unknown_domains": unknown} if unknown else {}
+        yield line, _make_figure(
+            {
+                "id": (row["id"] or "").strip(),
+                "image": (row.get("image") or "").strip() or None,
+                "caption": (row["caption"] or "").strip(),
+                "mentions": _split_cell(row.get("mentions")),
+                "domains": domains,
+                "label": (row.get("label") or "").strip() or None,
+                "meta": meta,
+            },
+            path,
+            line,
+        )
 
 
 def detect_format(path: Path) -> str:
@@ -178,9 +210,8 @@ def iter_source(path: str | Path, fmt: str = "auto") -> Iterator[tuple[int, Figu
     """Every figure in ``path`` as ``(line, Figure)``; image paths are as written in the source."""
     path = Path(path)
     if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})", field="--format")
-    if not path.is_file():
-        raise InputError("file not found", path=path)
+        raise InputError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})", field="format")
+    input_file(path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", path=path)
     if fmt == "auto":
