@@ -42,7 +42,8 @@ def test_unknown_format_exits_2(tmp_path):
     src.write_text("id,image,caption\na,b.png,c\n")
     result = vital("figures", "import", src, "--format", "parquet", "--out", tmp_path / "o.jsonl")
     assert result.returncode == 2
-    assert result.stderr == "error: field '--format': 'parquet' is not one of auto, llava-med, biomed-vital, csv, vital\n"
+    expected = "error: field '--format': 'parquet' is not one of auto, llava-med, biomed-vital, csv, vital\n"
+    assert result.stderr == expected
 
 
 def test_missing_caption_field_exits_2(tmp_path):

@@ -238,7 +238,8 @@ def test_shared_llava_med_figure_captions(tmp_path, shared_data):
 
 def test_shared_clinician_demonstrations(tmp_path, shared_data):
     out = tmp_path / "d.jsonl"
-    summary = import_figures(shared_data / "biomed-vital" / "clinician_demonstrations.json", out, ImportConfig(format="biomed-vital"))
+    source = shared_data / "biomed-vital" / "clinician_demonstrations.json"
+    summary = import_figures(source, out, ImportConfig(format="biomed-vital"))
     figures = list(read_figures(out))
     assert summary.figures == 58 and summary.demonstrations == 56  # two break the turn rules:
     assert [entry.split(":")[0] for entry in summary.invalid_demonstrations] == ["34 (33240703_FIG1)",
