@@ -49,6 +49,7 @@ def setting(
     factory: Callable[[], Any] | None = None,
     panel: str | None = None,
     cli: bool = True,
+    changes_output: bool = True,
 ) -> Any:
     """A config field with its help text.
 
@@ -56,9 +57,12 @@ def setting(
     the help); ``factory`` makes a mutable default (a list); ``panel`` groups
     the flag in ``--help``; ``cli=False`` keeps a field that only Python
     callers set (request-body extras, test hooks) off the command line and
-    out of ``vital.toml``.  Without a default the field is required.
+    out of ``vital.toml``; ``changes_output=False`` marks a setting of how
+    the work is done, not of what it produces (concurrency, timeouts, cache
+    folders), so that ``vital run`` does not redo a stage when only it
+    changes.  Without a default the field is required.
     """
-    metadata = {"help": help, "choices": choices, "panel": panel, "cli": cli}
+    metadata = {"help": help, "choices": choices, "panel": panel, "cli": cli, "changes_output": changes_output}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -127,13 +131,13 @@ class StageConfig:
             path, line, name = locate(missing or "")
             raise InputError(f"required setting is missing ({exc})", path=path, line=line, field=name) from None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON values (paths as strings), e.g. for a run record."""
-        out = {}
-        for spec in self.settings():
-            value = getattr(self, spec.name)
-            out[spec.name] = _plain(value)
-        return out
+    def to_dict(self, *, output_only: bool = False) -> dict[str, Any]:
+        """The settings as plain JSON values (paths as strings), e.g. for a run record.
+
+        ``output_only`` leaves out the settings marked ``changes_output=False``.
+        """
+        return {spec.name: _plain(getattr(self, spec.name)) for spec in self.settings()
+                if not output_only or spec.metadata.get("changes_output", True)}
 
 
 def _required(spec: dataclasses.Field) -> bool:
