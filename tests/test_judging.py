@@ -1,9 +1,10 @@
-"""Judging: score and verdict parsing, the heuristic's formula, model judging and pairwise order swaps."""
+"""Judging: score and verdict parsing, the heuristic's formula, model judging and pairwise verdicts."""
 
 from __future__ import annotations
 
 import json
-import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,17 @@ from openai_double import DoubleConfig, running_double, write_figures
 from vital.errors import InputError
 from vital.generation import GenerateConfig, generate
 from vital.jsonl import failures_path
-from vital.judging import JudgeConfig, heuristic_score, heuristic_turn_score, judge, parse_score, parse_verdict
+from vital.judging import (
+    HEURISTIC_NAME,
+    JudgeConfig,
+    heuristic_score,
+    heuristic_turn_score,
+    judge,
+    parse_score,
+    parse_verdict,
+)
 from vital.llm import EngineConfig, ReplyError
-from vital.records import Figure, Turn
+from vital.records import Candidate, Figure, Preference, Tie, Turn, read_candidates, read_figures
 
 
 @pytest.mark.parametrize("reply, score", [
@@ -137,14 +146,15 @@ def _read(path: Path) -> list[dict]:
 def test_heuristic_judge_scores_every_candidate_and_resumes(generated, tmp_path):
     figures, candidates = generated
     out = tmp_path / "scores.jsonl"
-    report = judge(candidates, figures, out, JudgeConfig(backend="heuristic"))
+    result = judge(candidates, figures, out, JudgeConfig(backend="heuristic"))
     scores = _read(out)
-    assert report.stats.done == 12 and len({s["candidate_id"] for s in scores}) == 12
+    assert result.stats.done == result.written == 12 and len({s["candidate_id"] for s in scores}) == 12
+    assert result.out == out and result.failed == 0 and result.failures is None
     labels = {(s["source"], s["judge"], s["backend"]) for s in scores}
-    assert labels == {("model", "heuristic-v1", "heuristic")}
+    assert labels == {("model", HEURISTIC_NAME, "heuristic")}
     assert all(0 <= s["score"] <= 10 for s in scores)
     again = judge(candidates, figures, out, JudgeConfig(backend="heuristic"))
-    assert again.stats.done == 0 and len(_read(out)) == 12
+    assert again.stats.done == 0 and again.stats.skipped == 12 and len(_read(out)) == 12
 
     turns = tmp_path / "turn-scores.jsonl"
     judge(candidates, figures, turns, JudgeConfig(backend="heuristic", unit="turn"))
@@ -152,12 +162,21 @@ def test_heuristic_judge_scores_every_candidate_and_resumes(generated, tmp_path)
     assert len({(s["candidate_id"], s["turn"]) for s in _read(turns)}) == expected
 
 
+def test_records_in_memory_are_judged_like_files(generated, tmp_path):
+    figures, candidates = generated
+    from_files = judge(candidates, figures, tmp_path / "a.jsonl", JudgeConfig(backend="heuristic"))
+    records = judge(read_candidates(candidates), list(read_figures(figures)), tmp_path / "b.jsonl",
+                    JudgeConfig(backend="heuristic"))
+    assert from_files.written == records.written == 12
+    assert _read(tmp_path / "a.jsonl") == _read(tmp_path / "b.jsonl")
+
+
 def test_model_judge_sees_image_caption_and_conversation(generated, tmp_path):
     figures, candidates = generated
     out = tmp_path / "scores.jsonl"
     with running_double(DoubleConfig(reply=lambda body: '{"score": 7, "rationale": "fine"}')) as double:
-        report = judge(candidates, figures, out, JudgeConfig(), _engine(double))
-    assert report.stats.done == 12
+        result = judge(candidates, figures, out, JudgeConfig(), _engine(double))
+    assert result.stats.done == 12
     scores = {(s["score"], s["judge"], s["rationale"]) for s in _read(out)}
     assert scores == {(7.0, "openai:double-judge", "fine")}
     body = double.state.requests[0].body
@@ -166,48 +185,97 @@ def test_model_judge_sees_image_caption_and_conversation(generated, tmp_path):
     assert parts[0]["type"] == "image_url"
     texts = " ".join(p.get("text", "") for p in parts)
     assert "Caption: Figure" in texts and "Conversation:\nUser:" in texts and "Assistant:" in texts
+    assert "<image>" not in texts
 
 
 def test_replies_without_a_score_are_retried_then_failures(generated, tmp_path):
     figures, candidates = generated
     out = tmp_path / "scores.jsonl"
     with running_double(DoubleConfig(reply=lambda body: "A thoughtful conversation.")) as double:
-        report = judge(candidates, figures, out, JudgeConfig(), _engine(double))
-    assert report.stats.failed == 12 and len(double.state.requests) == 36  # 3 attempts each
+        result = judge(candidates, figures, out, JudgeConfig(), _engine(double))
+    assert result.failed == 12 and len(double.state.requests) == 36  # 3 attempts each
+    assert result.failures == failures_path(out)
     failure = _read(failures_path(out))[0]
     assert failure["raw"] == "A thoughtful conversation." and "no score" in failure["reason"]
 
 
-def test_pairwise_swaps_order_and_ties_flipping_verdicts(generated, tmp_path):
-    figures, candidates = generated
+# --- pairwise: the verdict decides which candidate is chosen ---------------------------------------
 
-    def position_biased(body):
-        return '{"winner": "A"}'
+MARK = "MARKED-CANDIDATE"
 
-    out = tmp_path / "biased.jsonl"
-    with running_double(DoubleConfig(reply=position_biased)) as double:
-        report = judge(candidates, figures, out, JudgeConfig(pairwise=True), _engine(double))
-    assert report.ties == 12 and not out.read_text()  # 3 pairs x 4 figures, every verdict flipped
-    assert len(double.state.requests) == 24
 
-    def prefers_c1(body):  # "A" when conversation A is candidate c1's (longer description)
-        texts = [p.get("text", "") for p in body["messages"][1]["content"]]
-        a, b = (next(t for t in texts if t.startswith(f"Conversation {x}:")) for x in "AB")
-        return '{"winner": "A"}' if len(a) >= len(b) else '{"winner": "B"}'
+@pytest.fixture
+def marked(tmp_path: Path) -> tuple[Path, Path]:
+    """Three candidates for each of four figures; ``figN/c1`` (the middle one) carries :data:`MARK`."""
+    figures = write_figures(tmp_path, 4)
+    candidates = tmp_path / "candidates.jsonl"
+    with candidates.open("w") as handle:
+        for i in range(4):
+            for k in range(3):
+                answer = f"A nodule in the left lung, answer {k}" + (f" {MARK}" if k == 1 else "")
+                turns = [{"from": "human", "value": "<image>\nWhat is shown?"}, {"from": "gpt", "value": answer}]
+                handle.write(json.dumps({"id": f"fig{i}/c{k}", "figure_id": f"fig{i}", "conversations": turns})
+                             + "\n")
+    return figures, candidates
+
+
+def _shown(body: dict) -> dict[str, str]:
+    """The conversation texts of a pairwise request, by the letter they are shown under."""
+    texts = [p.get("text", "") for p in body["messages"][1]["content"]]
+    return {letter: next(t for t in texts if t.startswith(f"Conversation {letter}:")) for letter in "AB"}
+
+
+def test_a_judge_preferring_one_candidate_in_both_orders_makes_it_chosen(marked, tmp_path):
+    figures, candidates = marked
+
+    def prefers_marked(body):
+        shown = _shown(body)
+        return '{"winner": "A"}' if MARK in shown["A"] else '{"winner": "B"}'
 
     out = tmp_path / "preferences.jsonl"
-    with running_double(DoubleConfig(reply=prefers_c1)) as double:
-        report = judge(candidates, figures, out, JudgeConfig(pairwise=True), _engine(double))
-    preferences = _read(out)
-    assert preferences and all(p["source"] == "model" and p["annotator"] == "openai:double-judge"
-                               for p in preferences)
-    assert len(preferences) + report.ties == 12
-    for preference in preferences:
-        assert re.fullmatch(r"fig\d/c\d", preference["chosen"])
-        assert preference["chosen"] != preference["rejected"]
+    with running_double(DoubleConfig(reply=prefers_marked)) as double:
+        result = judge(candidates, figures, out, JudgeConfig(pairwise=True), _engine(double))
+    preferences = [Preference.model_validate(p) for p in _read(out)]
+    # 3 pairs per figure: the two with c1 are decided for c1; c0 vs c2 gets "B" in both orders, a flip
+    assert sorted((p.chosen, p.rejected) for p in preferences) == sorted(
+        (f"fig{i}/c1", f"fig{i}/c{k}") for i in range(4) for k in (0, 2))
+    assert all(p.source == "model" and p.annotator == "openai:double-judge" for p in preferences)
+    ties = [Tie.model_validate(t) for t in _read(tmp_path / "preferences.ties.jsonl")]
+    assert sorted((t.a, t.b) for t in ties) == [(f"fig{i}/c0", f"fig{i}/c2") for i in range(4)]
+    assert all(t.verdicts == ["B", "B"] and t.judge == "openai:double-judge" for t in ties)
+    assert result.written == 8 and result.ties == 4 and len(double.state.requests) == 24
+
     again = judge(candidates, figures, out, JudgeConfig(pairwise=True), _engine(double, base_url="http://x"))
     assert again.stats.done == 0 and again.stats.skipped == 12  # ties and preferences are both resumed
 
+
+def test_a_judge_that_always_prefers_position_a_gives_only_ties(marked, tmp_path):
+    figures, candidates = marked
+    out = tmp_path / "biased.jsonl"
+    with running_double(DoubleConfig(reply=lambda body: '{"winner": "A", "rationale": "first"}')) as double:
+        result = judge(candidates, figures, out, JudgeConfig(pairwise=True), _engine(double))
+    assert result.written == 0 and result.ties == 12 and not out.read_text()
+    ties = [Tie.model_validate(t) for t in _read(tmp_path / "biased.ties.jsonl")]
+    assert {tuple(t.verdicts) for t in ties} == {("A", "A")} and ties[0].rationales == ["first", "first"]
+    assert len(double.state.requests) == 24  # every pair asked in both orders
+
+
+def test_the_heuristic_pairwise_judge_chooses_the_better_candidate(tmp_path):
+    """Grounded beats invented in either input order: the heuristic's verdict decides ``chosen``."""
+    good = conversation(("Where is the nodule?", "In the left upper lobe, abutting the pleura."),
+                        ("How large is it?", "The nodule measures 3 cm."))
+    invented = conversation(("Where is the nodule?", "In the right lower lobe."),
+                            ("How large is it?", "The nodule measures 7 cm."))
+    pair = [Candidate(id="f/c0", figure_id="f", conversations=invented),
+            Candidate(id="f/c1", figure_id="f", conversations=good)]
+    for name, candidates in (("given", pair), ("reversed", pair[::-1])):
+        out = tmp_path / f"{name}.jsonl"
+        result = judge(candidates, [FIGURE], out, JudgeConfig(backend="heuristic", pairwise=True))
+        [preference] = [Preference.model_validate(p) for p in _read(out)]
+        assert (preference.chosen, preference.rejected, result.ties) == ("f/c1", "f/c0", 0)
+
+
+# --- bad input ----------------------------------------------------------------------------------
 
 def test_candidates_of_unknown_figures_are_bad_input(generated, tmp_path):
     figures, candidates = generated
@@ -218,5 +286,75 @@ def test_candidates_of_unknown_figures_are_bad_input(generated, tmp_path):
         judge(candidates, figures, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
     assert error.value.line == 13 and error.value.field == "figure_id"
     assert not (tmp_path / "scores.jsonl").exists()
-    with pytest.raises(InputError, match="--unit"):
+
+
+def test_turns_that_do_not_alternate_are_bad_input(generated, tmp_path):
+    figures, candidates = generated
+    with candidates.open("a") as handle:
+        turns = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}, {"from": "gpt", "value": "b"}]
+        handle.write(json.dumps({"id": "fig0/c9", "figure_id": "fig0", "conversations": turns}) + "\n")
+    with pytest.raises(InputError, match="turn 3 is from 'gpt'") as error:
+        judge(candidates, figures, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
+    assert (error.value.path, error.value.line, error.value.field) == (str(candidates), 13, "conversations")
+
+
+def test_settings_are_checked_by_field_name():
+    with pytest.raises(InputError) as error:
         JudgeConfig(unit="turn", pairwise=True)
+    assert error.value.field == "unit"
+    with pytest.raises(InputError, match="not one of openai, heuristic") as error:
+        JudgeConfig(backend="anthropic")
+    assert error.value.field == "backend"
+
+
+def test_empty_inputs_name_the_empty_file(generated, tmp_path):
+    figures, candidates = generated
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="has no candidate records") as error:
+        judge(empty, figures, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
+    assert error.value.path == str(empty)
+    with pytest.raises(InputError, match="has no figure records") as error:
+        judge(candidates, empty, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
+    assert error.value.path == str(empty)
+    with pytest.raises(InputError, match="no candidates given"):
+        judge([], figures, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
+    assert not (tmp_path / "scores.jsonl").exists()
+
+
+def vital(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vital", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(generated, tmp_path):
+    figures, candidates = generated
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "scores.jsonl"
+    cases = [
+        ((empty, "--figures", figures, "--out", out), f"{empty}: has no candidate records"),
+        ((candidates, "--figures", empty, "--out", out), f"{empty}: has no figure records"),
+        ((tmp_path, "--figures", figures, "--out", out), f"{tmp_path}: is a directory"),
+        ((candidates, "--figures", tmp_path, "--out", out), f"{tmp_path}: is a directory"),
+        ((candidates, "--figures", figures, "--out", tmp_path), f"{tmp_path}: is a directory"),
+        ((candidates, "--figures", figures, "--out", out, "--unit", "turn", "--pairwise"), "field '--unit'"),
+    ]
+    for args, message in cases:
+        result = vital("judge", *args, "--backend", "heuristic")
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_cli_pairwise_prints_ties_and_failures_exit_1(generated, tmp_path, monkeypatch):
+    figures, candidates = generated
+    out = tmp_path / "preferences.jsonl"
+    result = vital("judge", candidates, "--figures", figures, "--out", out, "--pairwise", "--backend", "heuristic",
+                   "--cache-file", tmp_path / "unused.sqlite")
+    assert result.returncode == 0, result.stderr
+    assert "ties (verdict flipped with order)" in result.stderr
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    result = vital("judge", candidates, "--figures", figures, "--out", tmp_path / "scores.jsonl",
+                   "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0")
+    assert result.returncode == 1 and "retry them" in result.stderr
+    assert (tmp_path / "scores.failures.jsonl").is_file()
