@@ -146,7 +146,7 @@ def train_selector(workspace: Workspace) -> None:
 @step("Score and select, export LLaVA data (vital selector score, vital select)")
 def select_data(workspace: Workspace) -> None:
     from vital.records import figure_index, read_candidates
-    from vital.selection import SelectionPolicy, export_llava, select_candidates, write_report
+    from vital.selection import SelectConfig, select
     from vital.selector import Selector
     from vital.selector.model import write_scores
 
@@ -160,14 +160,11 @@ def select_data(workspace: Workspace) -> None:
     encoded = sum(features.encoded.values())
     workspace.wrote(scores_path, f"{len(candidates)} selector scores ({encoded} inputs encoded; "
                                  "the rest came from the feature cache)")
-    scores = dict(zip((c.id for c in candidates), values.tolist(), strict=True))
-    result = select_candidates(candidates, scores, SelectionPolicy(top_fraction=0.5, per_figure=2), figures)
-    out = workspace.root / "selected.json"
-    export_llava(result, out)
-    report = write_report(result, out)
-    workspace.wrote(out, f"{len(result.kept)} of {len(candidates)} conversations in LLaVA format (top half, "
-                         "at most 2 per figure)")
-    workspace.wrote(report, "selection report: per-domain counts, score histogram with the cut, examples")
+    result = select(candidates, scores_path, workspace.root / "selected.json",
+                    SelectConfig(top_fraction=0.5, per_figure=2), figures=figures)
+    workspace.wrote(result.out, f"{result.kept} of {result.considered} conversations in LLaVA format (top half, "
+                                "at most 2 per figure)")
+    workspace.wrote(result.report, "selection report: per-domain counts, score histogram with the cut, examples")
 
 
 @step("Evaluate: VQA metrics in both scoring modes, and a report (vital eval vqa, vital eval report)")
