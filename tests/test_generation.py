@@ -23,7 +23,6 @@ from vital.generation import (
     load_demonstrations,
     make_policy,
     parse_conversation,
-    parse_shard,
 )
 from vital.generation.run import leading_id
 from vital.jsonl import failures_path, finished_ids
@@ -96,11 +95,11 @@ def test_parser_keeps_multi_line_answers_and_lists():
 @pytest.mark.parametrize("reply, reason", [
     ("", "empty"),
     ("I'm sorry, I can't describe medical images.", "no question-and-answer"),
-    ("User: What is this?\nUser: And this?\nAssistant: A CT.", "unbalanced"),
-    ("Assistant: Hello.\nUser: What is this?\nAssistant: A CT.", "unbalanced"),
+    ("User: What is this?\nUser: And this?\nAssistant: A CT.", "turn 2 is from 'human', expected 'gpt'"),
+    ("Assistant: Hello.\nUser: What is this?\nAssistant: A CT.", "turn 1 is from 'gpt', expected 'human'"),
     ("User: What is this?\nAssistant: A CT.\nUser: Which side?", "no answer"),
     ("User: What is this?\nAssistant:", "no answer"),
-    ("User: What is this?\nAssistant: \nUser: Which side?\nAssistant: Left.", "empty answer"),
+    ("User: What is this?\nAssistant: \nUser: Which side?\nAssistant: Left.", "turn 2 is empty"),
 ])
 def test_parser_rejects_unusable_replies(reply, reason):
     with pytest.raises(ReplyError, match=reason):
@@ -191,17 +190,78 @@ def test_policies_choose_per_domain_random_and_nearest():
 
     nearest = make_policy("nearest:1", demos, encoder=WordEncoder())
     assert [d.id for d in nearest(figure, 0)] == ["demo2"]
-    for bad in ("closest", "random", "random:x", "random:0"):
-        with pytest.raises(InputError, match="--demo-policy"):
+    for bad in ("closest", "random", "random:x", "random:0", "per-domain:2"):
+        with pytest.raises(InputError, match="'demo_policy'"):
             make_policy(bad, demos)
+        with pytest.raises(InputError, match="'demo_policy'"):
+            GenerateConfig(demo_policy=bad)
 
 
 def test_biomed_vital_demonstrations_load_without_images(shared_data, caplog):
     demos = load_demonstrations(shared_data / "biomed-vital" / "clinician_demonstrations.json")
-    assert len(demos) == 58 and all(d.image is None and d.conversations for d in demos)
+    assert len(demos) == 56 and all(d.image is None and d.conversations for d in demos)
     assert "demonstration images are missing" in caplog.text
     chosen = make_policy("per-domain", demos)(Figure(id="x", caption="CT"), 0)
     assert sorted(d.domains[0] for d in chosen) == ["chest_xray", "ct_scan", "gross", "histology", "mri"]
+
+
+def test_released_demonstrations_with_two_gpt_turns_in_a_row_are_reported_and_left_out(shared_data, caplog):
+    demos = load_demonstrations(shared_data / "biomed-vital" / "clinician_demonstrations.json")
+    assert {d.meta["demo_index"] for d in demos}.isdisjoint({34, 49})
+    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(left_out) == 3, left_out  # one line per record, then the count
+    assert "'33240703_FIG1' (record id 34): turn 7 is from 'gpt', expected 'human'" in left_out[0]
+    assert "'31910164_F3' (record id 49): turn 9 is from 'gpt', expected 'human'" in left_out[1]
+    assert "2 of 58 demonstration records are unusable" in left_out[2]
+
+
+def _conversation(*speakers: str) -> list[dict[str, str]]:
+    return [{"from": speaker, "value": f"Turn {i} text."} for i, speaker in enumerate(speakers, start=1)]
+
+
+def _write_mixed_demos(folder: Path) -> Path:
+    """One usable demonstration and four that are not (no conversation; gpt twice; gpt first; no answer)."""
+    records = [
+        {"id": "good", "caption": "CT of the chest.", "domains": ["ct_scan"],
+         "conversations": _conversation("human", "gpt", "human", "gpt")},
+        {"id": "bare", "caption": "MRI of the knee.", "domains": ["mri"]},
+        {"id": "gpt-twice", "caption": "X-ray of the hand.", "domains": ["chest_xray"],
+         "conversations": _conversation("human", "gpt", "gpt")},
+        {"id": "gpt-first", "caption": "H&E stain.", "domains": ["histology"],
+         "conversations": _conversation("gpt", "human")},
+        {"id": "unanswered", "caption": "Gross specimen.", "domains": ["gross"],
+         "conversations": _conversation("human")},
+    ]
+    path = folder / "mixed-demos.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_unusable_demonstrations_are_named_counted_and_never_shown(tmp_path, caplog):
+    path = _write_mixed_demos(tmp_path)
+    demos = load_demonstrations(path)
+    assert [d.id for d in demos] == ["good"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"{path}:2: demonstration 'bare' has no conversation; it is left out" in messages
+    assert any(m.startswith(f"{path}:3: demonstration 'gpt-twice': turn 3 is from 'gpt'") for m in messages)
+    assert any(m.startswith(f"{path}:4: demonstration 'gpt-first': turn 1 is from 'gpt'") for m in messages)
+    assert any(m.startswith(f"{path}:5: demonstration 'unanswered': the last question has no answer")
+               for m in messages)
+    assert f"{path}: 4 of 5 demonstration records are unusable and left out of prompts (1 usable)" in messages
+
+    figures = write_figures(tmp_path, 3)
+    out = tmp_path / "candidates.jsonl"
+    with running_double(DoubleConfig()) as double:
+        generate(figures, out, GenerateConfig(candidates=2, demos=path, demo_policy="random:5"), _engine(double))
+    assert {tuple(json.loads(line)["generator"]["demo_ids"]) for line in out.read_text().splitlines()} == {("good",)}
+    for request in double.state.requests:
+        prompt = json.dumps(request.body["messages"])
+        assert "MRI of the knee" not in prompt and "X-ray of the hand" not in prompt and "H&E" not in prompt
+
+    only_bad = tmp_path / "bad-demos.jsonl"
+    only_bad.write_text("".join(line + "\n" for line in path.read_text().splitlines()[1:]))
+    with pytest.raises(InputError, match="no figure with a usable conversation"):
+        load_demonstrations(only_bad)
 
 
 # --- against the OpenAI double ------------------------------------------------------------------
@@ -228,7 +288,7 @@ def test_prompt_carries_demonstrations_caption_and_image(tmp_path):
     out = tmp_path / "candidates.jsonl"
     with running_double(DoubleConfig()) as double:
         generate(figures, out, GenerateConfig(candidates=1, demos=_write_demos(tmp_path)), _engine(double))
-    body = double.state.requests[0].body
+    body = next(r.body for r in double.state.requests if "Figure 0:" in json.dumps(r.body["messages"][-1]))
     roles = [m["role"] for m in body["messages"]]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
     assert "no medical advice" in body["messages"][0]["content"]
@@ -276,13 +336,13 @@ def test_shards_split_the_figures_without_overlap(tmp_path):
     parts = []
     for i in range(3):
         out = tmp_path / f"shard{i}.jsonl"
-        generate(figures, out, GenerateConfig(backend="caption", candidates=1, shard=parse_shard(f"{i}/3")))
+        generate(figures, out, GenerateConfig(backend="caption", candidates=1, shard=f"{i}/3"))
         parts.append({json.loads(line)["figure_id"] for line in out.read_text().splitlines()})
     assert set.union(*parts) == {f"fig{i}" for i in range(40)}
     assert sum(len(p) for p in parts) == 40 and all(parts)
     for bad in ("3/3", "x/2", "1"):
-        with pytest.raises(InputError, match="--shard"):
-            parse_shard(bad)
+        with pytest.raises(InputError, match="'shard'"):
+            GenerateConfig(shard=bad)
 
 
 def test_image_problems_are_failures_not_crashes(tmp_path):
@@ -370,7 +430,7 @@ def test_a_lost_output_is_rebuilt_from_the_cache_without_calls(tmp_path):
         out.unlink()
         report = generate(figures, out, config, _engine(double))
     assert calls == 8 and len(double.state.requests) == 8  # same prompts (seeded demo draws): all cached
-    assert report.stats.done == 8 and report.engine.usage.cached == 8
+    assert report.stats.done == 8 and report.stats.usage.cached == 8
     assert sorted(first.splitlines()) == sorted(
         line.replace('"cached":true', '"cached":false') for line in out.read_text().splitlines()
     )

@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 import re
 
+from vital.conversation import with_image_token
 from vital.generation.demos import stable_seed
-from vital.generation.parse import IMAGE_TOKEN
 from vital.records import Figure, Turn
 
 BRIEF_REQUESTS = (
@@ -122,8 +122,7 @@ def caption_conversation(figure: Figure, k: int) -> list[Turn]:
         turns = [turns[0], *reversed(turns[1:])]
 
     conversation = []
-    for index, (question, answer) in enumerate(turns):
-        question = f"{IMAGE_TOKEN}\n{question}" if index == 0 else question
+    for question, answer in turns:
         conversation.append(Turn(speaker="human", value=question))
         conversation.append(Turn(speaker="gpt", value=answer))
-    return conversation
+    return with_image_token(conversation)

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from vital.conversation import ConversationError, check_turns
 from vital.errors import InputError
-from vital.figures import iter_source
+from vital.figures.importers import iter_source
 from vital.jsonl import warn
 from vital.records import Figure, resolve_image
 
@@ -46,29 +47,50 @@ def stable_seed(*parts: Any) -> int:
 
 
 def load_demonstrations(path: str | Path) -> list[Figure]:
-    """Figures with conversations from ``path``; images that are missing are dropped with one warning."""
+    """The usable demonstrations in ``path``: figures whose conversation follows the turn rules.
+
+    A record without a conversation, or whose conversation breaks the rules of
+    :func:`vital.conversation.check_turns` (two of the 58 released BioMed-VITAL
+    demonstrations have two gpt turns in a row), is left out with a warning
+    naming it and the turn at fault, and one more warning counts them.
+    Demonstrations whose image is missing are kept, shown by text alone (one warning).
+    """
     path = Path(path)
     base = path.resolve().parent
     demos: list[Figure] = []
-    missing = 0
+    missing = records = 0
     for line, figure in iter_source(path, "auto"):
+        records += 1
+        where = f"{path}:{line}: demonstration {_name(figure)}"
         if not figure.conversations:
+            warn(f"{where} has no conversation; it is left out")
+            continue
+        try:
+            check_turns(figure.conversations)
+        except ConversationError as exc:
+            warn(f"{where}: {exc.problem}; it is left out")
             continue
         image = resolve_image(figure.image, base)
         if image is not None and not image.is_file():
             missing += 1
             image = None
         figure.image = str(image) if image else None
-        if figure.conversations[0].speaker != "human":
-            raise InputError("a demonstration's conversation must start with a human turn",
-                             path=path, line=line, field="conversations")
         demos.append(figure)
+    if records > len(demos):
+        warn(f"{path}: {records - len(demos)} of {records} demonstration records are unusable and left out "
+             f"of prompts ({len(demos)} usable)")
     if not demos:
-        raise InputError("no figure with a conversation to use as a demonstration", path=path)
+        raise InputError("no figure with a usable conversation to use as a demonstration", path=path)
     if missing:
         warn(f"{path}: {missing} of {len(demos)} demonstration images are missing; "
              "those demonstrations are shown to the model by caption and conversation only")
     return demos
+
+
+def _name(figure: Figure) -> str:
+    """How a warning names a demonstration: its id, and the release's record number when it has one."""
+    index = figure.meta.get("demo_index")
+    return f"{figure.id!r}" + (f" (record id {index})" if index is not None else "")
 
 
 Policy = Callable[[Figure, int], list[Figure]]
@@ -123,23 +145,29 @@ class Nearest:
         return [self.demos[i] for i in order if self.demos[i].id != figure.id][: self.k]
 
 
-def make_policy(spec: str, demos: list[Figure], *, seed: int = 0, encoder: Any = None) -> Policy:
-    """Build the policy named by ``spec`` (``per-domain``, ``nearest[:k]``, ``random:k``)."""
+def parse_policy(spec: str) -> tuple[str, int]:
+    """``per-domain``, ``nearest[:k]`` or ``random:k`` -> ``(name, k)`` (``k`` is 3 when not given)."""
     name, _, count = spec.partition(":")
     try:
         k = int(count) if count else 3
     except ValueError:
-        raise InputError(f"{spec!r}: k must be a whole number", field="--demo-policy") from None
+        raise InputError(f"{spec!r}: k must be a whole number", field="demo_policy") from None
     if k < 1:
-        raise InputError(f"{spec!r}: k must be at least 1", field="--demo-policy")
-    if name == "per-domain" and not count:
-        return PerDomain(demos, seed)
-    if name == "random" and count:
-        return RandomK(demos, k, seed)
-    if name == "nearest":
-        if encoder is None:
-            from vital.embeddings import TextEncoder
+        raise InputError(f"{spec!r}: k must be at least 1", field="demo_policy")
+    if (name, bool(count)) not in (("per-domain", False), ("random", True), ("nearest", False), ("nearest", True)):
+        raise InputError(f"unknown policy {spec!r} (per-domain, nearest[:k] or random:k)", field="demo_policy")
+    return name, k
 
-            encoder = TextEncoder()
-        return Nearest(demos, k, encoder)
-    raise InputError(f"unknown policy {spec!r} (per-domain, nearest[:k] or random:k)", field="--demo-policy")
+
+def make_policy(spec: str, demos: list[Figure], *, seed: int = 0, encoder: Any = None) -> Policy:
+    """Build the policy named by ``spec`` (see :func:`parse_policy`)."""
+    name, k = parse_policy(spec)
+    if name == "per-domain":
+        return PerDomain(demos, seed)
+    if name == "random":
+        return RandomK(demos, k, seed)
+    if encoder is None:
+        from vital.embeddings import TextEncoder
+
+        encoder = TextEncoder()
+    return Nearest(demos, k, encoder)

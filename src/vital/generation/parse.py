@@ -12,10 +12,12 @@ Models format conversations in many ways.  Accepted, in this order:
 3. Numbered questions: ``1. What is ...?`` lines, each followed by its answer.
 
 Text before the first turn (``Here is a conversation:``) is dropped.  A
-conversation must alternate question and answer, start with a question and
-end with an answer; anything else is a :class:`~vital.llm.ReplyError` (the
-engine retries, and the raw text goes to the failures file).  ``<image>`` is
-removed wherever the model wrote it and put on the first question.
+conversation must follow the turn rules of :func:`vital.conversation.check_turns`
+(alternate question and answer, start with a question, end with an answer, no
+empty turn); anything else is a :class:`~vital.llm.ReplyError` (the engine
+retries, and the raw text goes to the failures file).  ``<image>`` is removed
+wherever the model wrote it and put on the first question
+(:func:`vital.conversation.with_image_token`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ import json
 import re
 from typing import Any
 
+from vital.conversation import ConversationError, with_image_token
 from vital.llm import ReplyError
 from vital.records import Turn
-
-IMAGE_TOKEN = "<image>"
 
 _HUMAN = {"user", "human", "question", "q", "patient", "student"}
 _GPT = {"assistant", "gpt", "ai", "answer", "a", "model", "expert", "doctor"}
@@ -53,7 +54,6 @@ def _role(value: Any) -> str | None:
 
 
 def _clean(text: str) -> str:
-    text = text.replace(IMAGE_TOKEN, "")
     text = re.sub(r"[ \t]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -146,23 +146,16 @@ def _turns_from_numbered_questions(text: str) -> list[tuple[str, str]]:
 # --- the entry point ----------------------------------------------------------------------------
 
 def _validate(raw_turns: list[tuple[str, str]]) -> list[Turn]:
-    turns = [(speaker, _clean(value)) for speaker, value in raw_turns]
-    if not any(speaker == "human" for speaker, _ in turns):
+    # unvalidated Turns, so that an empty turn is reported by the turn rules (a Turn refuses blank text)
+    turns = [Turn.model_construct(speaker=speaker, value=_clean(value)) for speaker, value in raw_turns]
+    if not any(turn.speaker == "human" for turn in turns):
         raise ReplyError("no question found")
-    if not any(speaker == "gpt" and value for speaker, value in turns):
+    if not any(turn.speaker == "gpt" and turn.value for turn in turns):
         raise ReplyError("no answer found")
-    for index, (speaker, value) in enumerate(turns):
-        expected = "human" if index % 2 == 0 else "gpt"
-        if speaker != expected:
-            raise ReplyError(f"turns are unbalanced: turn {index + 1} should be a {expected} turn")
-        if not value:
-            what = "question" if speaker == "human" else "answer"
-            raise ReplyError(f"turn {index + 1} is an empty {what}")
-    if len(turns) % 2:
-        raise ReplyError("the last question has no answer")
-    first_question = turns[0][1]
-    turns[0] = ("human", f"{IMAGE_TOKEN}\n{first_question}")
-    return [Turn(speaker=speaker, value=value) for speaker, value in turns]
+    try:
+        return with_image_token(turns)
+    except ConversationError as exc:
+        raise ReplyError(exc.problem) from None
 
 
 def parse_conversation(text: str) -> list[Turn]:
@@ -181,11 +174,3 @@ def parse_conversation(text: str) -> list[Turn]:
         raise ReplyError("no question-and-answer turns found")
     return _validate(turns)
 
-
-def render_conversation(turns: list[Turn]) -> str:
-    """The ``User:``/``Assistant:`` text a demonstration shows the model (the format we ask for)."""
-    lines = []
-    for turn in turns:
-        label = "User" if turn.speaker == "human" else "Assistant"
-        lines.append(f"{label}: {turn.value.replace(IMAGE_TOKEN, '').strip()}")
-    return "\n".join(lines)

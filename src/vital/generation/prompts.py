@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vital.generation.parse import render_conversation
+from vital.conversation import PROMPT_LABELS, conversation_text
 from vital.llm import image_part
 from vital.records import Figure
 
@@ -103,6 +103,7 @@ def build_messages(figure: Figure, demonstrations: list[Figure],
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
     for demo in demonstrations:
         messages.append(user_turn(demo, image_max_side))
-        messages.append({"role": "assistant", "content": render_conversation(demo.conversations or [])})
+        text = conversation_text(demo.conversations or [], labels=PROMPT_LABELS, separator="\n")
+        messages.append({"role": "assistant", "content": text})
     messages.append(user_turn(figure, image_max_side))
     return messages
