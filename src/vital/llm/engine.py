@@ -83,24 +83,28 @@ class EngineConfig(StageConfig):
                             "llama.cpp), ending in /v1.", panel=PANEL)
     model: str = setting("gpt-4o", "Model name sent with each request.", panel=PANEL)
     api_key_env: str = setting("OPENAI_API_KEY", "Environment variable holding the API key (never taken "
-                               "from the command line).", panel=PANEL)
+                               "from the command line).", panel=PANEL, changes_output=False)
     azure_endpoint: str | None = setting(None, "Azure OpenAI resource endpoint; switches to Azure's URL "
                                          "scheme.", panel=PANEL)
     azure_deployment: str | None = setting(None, "Azure OpenAI deployment name.", panel=PANEL)
     azure_api_version: str = setting("2024-06-01", "Azure OpenAI API version.", panel=PANEL)
-    concurrency: int = setting(8, "Requests in flight at most.", panel=PANEL)
-    max_retries: int = setting(5, "Retries per call after 429, 5xx, timeouts and unusable replies.", panel=PANEL)
-    timeout: float = setting(120.0, "Seconds a request may take in all.", panel=PANEL)
-    rpm: float | None = setting(None, "Requests-per-minute limit to keep under.", panel=PANEL)
+    concurrency: int = setting(8, "Requests in flight at most.", panel=PANEL, changes_output=False)
+    max_retries: int = setting(5, "Retries per call after 429, 5xx, timeouts and unusable replies.", panel=PANEL,
+                               changes_output=False)
+    timeout: float = setting(120.0, "Seconds a request may take in all.", panel=PANEL, changes_output=False)
+    rpm: float | None = setting(None, "Requests-per-minute limit to keep under.", panel=PANEL,
+                                changes_output=False)
     tpm: float | None = setting(None, "Tokens-per-minute limit to keep under (estimated before, settled "
-                                "after each call).", panel=PANEL)
+                                "after each call).", panel=PANEL, changes_output=False)
     image_max_side: int | None = setting(None, "Downscale images so their longer side is at most this many "
                                          "pixels.", panel=PANEL)
-    cache: bool = setting(True, "Answer repeated requests from the response cache.", panel=PANEL)
+    cache: bool = setting(True, "Answer repeated requests from the response cache.", panel=PANEL,
+                          changes_output=False)
     prices: Path | None = setting(None, 'JSON {"model": {"input": $/1M tokens, "output": $/1M tokens}} for '
-                                  "the cost estimate.", panel=PANEL)
-    backoff_base: float = setting(1.0, "First retry delay in seconds (doubling, with jitter).", cli=False)
-    backoff_max: float = setting(60.0, "Longest retry delay in seconds.", cli=False)
+                                  "the cost estimate.", panel=PANEL, changes_output=False)
+    backoff_base: float = setting(1.0, "First retry delay in seconds (doubling, with jitter).", cli=False,
+                                  changes_output=False)
+    backoff_max: float = setting(60.0, "Longest retry delay in seconds.", cli=False, changes_output=False)
 
     def validate(self) -> None:
         if self.concurrency < 1:
