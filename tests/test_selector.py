@@ -145,7 +145,7 @@ def test_each_image_and_text_is_encoded_once_across_training_and_scoring(corpus,
     text, images = CountingText(), CountingImages()
     cache = tmp_path / "cache"
     selector = Selector(
-        SelectorConfig(**FAST), text_encoder=text, image_encoder=images, cache_dir=cache, show_progress=False
+        SelectorConfig(**FAST), text_encoder=text, image_encoder=images, cache_dir=cache
     )
     selector.fit(candidates, figures, preferences=preferences, scores=scores)
     assert len(images.seen) == len(set(images.seen)) == 60 - 9  # every 7th image is missing
@@ -158,13 +158,12 @@ def test_each_image_and_text_is_encoded_once_across_training_and_scoring(corpus,
         text_encoder=text,
         image_encoder=images,
         cache_dir=cache,
-        show_progress=False,
     )
     again.fit(candidates, figures, preferences=preferences, scores=scores)
     loaded = Selector.load(
-        tmp_path / "model", text_encoder=text, image_encoder=images, cache_dir=cache, show_progress=False
+        tmp_path / "model", text_encoder=text, image_encoder=images, cache_dir=cache
     )
-    loaded.score(candidates, figures)
+    loaded.predict(candidates, figures)
     assert (len(text.seen), len(images.seen)) == first_counts  # nothing re-encoded
     assert selector.metrics["images_missing"] == 27  # 9 figures x 3 candidates, counted
 
@@ -172,7 +171,7 @@ def test_each_image_and_text_is_encoded_once_across_training_and_scoring(corpus,
 def test_learns_informative_answers_over_hedges_and_off_topic_ones_with_minilm(corpus, tmp_path):
     candidates, figures, preferences, _ = load(corpus)
     config = SelectorConfig(image_encoder="none", epochs=15, hidden_size=128, patience=0)
-    selector = Selector(config, cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(config, cache_dir=tmp_path / "cache")
     selector.fit(candidates, figures, preferences=preferences)
     held = selector.metrics["held_out"]
     assert selector.metrics["held_out_source"] == "human"
@@ -185,7 +184,7 @@ def test_learns_informative_answers_over_hedges_and_off_topic_ones_with_minilm(c
 def test_both_losses_learn_from_clinician_pairs(corpus, tmp_path, loss):
     candidates, figures, preferences, _ = load(corpus)
     selector = Selector(
-        SelectorConfig(**{**FAST, "loss": loss}), cache_dir=tmp_path / "c", show_progress=False
+        SelectorConfig(**{**FAST, "loss": loss}), cache_dir=tmp_path / "c"
     )
     selector.fit(candidates, figures, preferences=preferences)
     assert selector.metrics["held_out"]["agreement"] >= 0.9
@@ -198,7 +197,7 @@ def test_human_weight_moves_the_selector_from_the_judge_towards_the_clinicians(t
     results = {}
     for weight in (0.001, 100.0):
         config = SelectorConfig(**{**FAST, "human_weight": weight, "model_pairs": "within"})
-        selector = Selector(config, cache_dir=tmp_path / "cache", show_progress=False)
+        selector = Selector(config, cache_dir=tmp_path / "cache")
         selector.fit(candidates, figures, preferences=preferences, scores=scores)
         results[weight] = selector.metrics
     judge = results[100.0]["judge_on_held_out"]["agreement"]
@@ -256,20 +255,20 @@ def test_metrics_match_hand_computed_values():
 
 def test_save_and_load_give_identical_scores(corpus, tmp_path):
     candidates, figures, preferences, scores = load(corpus)
-    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache")
     selector.fit(candidates, figures, preferences=preferences, scores=scores)
-    before = selector.score(candidates, figures)
+    before = selector.predict(candidates, figures)
     selector.save(tmp_path / "model")
     for name in ("head.pt", "selector.json", "metrics.json", "curves.json", "training_curves.png"):
         assert (tmp_path / "model" / name).is_file()
-    loaded = Selector.load(tmp_path / "model", cache_dir=tmp_path / "other-cache", show_progress=False)
-    assert np.array_equal(loaded.score(candidates, figures), before)
+    loaded = Selector.load(tmp_path / "model", cache_dir=tmp_path / "other-cache")
+    assert np.array_equal(loaded.predict(candidates, figures), before)
     assert loaded.metrics["held_out"] == selector.metrics["held_out"]
 
 
 def test_loading_with_a_different_encoder_is_refused(corpus, tmp_path):
     candidates, figures, preferences, _ = load(corpus)
-    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache")
     selector.fit(candidates, figures, preferences=preferences)
     selector.save(tmp_path / "model")
     with pytest.raises(InputError, match="trained with text encoder"):
@@ -279,7 +278,7 @@ def test_loading_with_a_different_encoder_is_refused(corpus, tmp_path):
 def test_no_pairs_is_a_clear_error(corpus, tmp_path):
     candidates, figures, _, _ = load(corpus)
     with pytest.raises(InputError, match="no training pairs"):
-        Selector(SelectorConfig(**FAST), show_progress=False).fit(candidates, figures)
+        Selector(SelectorConfig(**FAST)).fit(candidates, figures)
 
 
 def test_unknown_figure_names_the_line(corpus, tmp_path):
@@ -309,16 +308,16 @@ def test_image_descriptor_tells_images_apart_and_flags_unreadable_files(tmp_path
 def test_unreadable_images_are_counted_and_scored_on_text(corpus, tmp_path):
     (corpus["figures"].parent / "images" / "f0.png").write_bytes(b"garbage")
     candidates, figures, preferences, _ = load(corpus)
-    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache")
     features = selector.features(candidates, figures)
     assert features.images_unreadable == 3 and features.images_missing == 27
     selector.fit(candidates, figures, preferences=preferences, features=features)
-    assert np.isfinite(selector.score(candidates, figures, features=features)).all()
+    assert np.isfinite(selector.predict(candidates, figures, features=features)).all()
 
 
 def test_without_clinician_pairs_judge_pairs_of_held_out_figures_are_the_yardstick(corpus, tmp_path):
     candidates, figures, _, scores = load(corpus)
-    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache")
     selector.fit(candidates, figures, scores=scores)
     assert selector.metrics["held_out_source"] == "model"
     assert selector.metrics["judge_on_held_out"] is None
@@ -351,16 +350,16 @@ def test_open_clip_towers_from_a_local_dir(corpus, tmp_path, tiny_clip_dir):
     candidates, figures, preferences, _ = load(corpus)
     spec = f"open_clip:local-dir:{tiny_clip_dir}"
     config = SelectorConfig(text_encoder=spec, image_encoder=spec, hidden_size=32, epochs=2)
-    selector = Selector(config, cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(config, cache_dir=tmp_path / "cache")
     features = selector.features(candidates, figures)
     assert [b.dim for b in features.blocks] == [32, 32, 32]
     image_vectors = features.block("image").vectors
     assert np.allclose(np.linalg.norm(image_vectors, axis=1), 1.0, atol=1e-4)
     selector.fit(candidates, figures, preferences=preferences, features=features)
     selector.save(tmp_path / "model")
-    loaded = Selector.load(tmp_path / "model", cache_dir=tmp_path / "cache", show_progress=False)
+    loaded = Selector.load(tmp_path / "model", cache_dir=tmp_path / "cache")
     assert np.allclose(
-        loaded.score(candidates, figures), selector.score(candidates, figures, features=features)
+        loaded.predict(candidates, figures), selector.predict(candidates, figures, features=features)
     )
 
 
@@ -387,7 +386,7 @@ def test_finetune_encoder_trains_the_towers_and_saves_them(corpus, tmp_path, tin
         finetune_encoder=True,
         encoder_lr=1e-3,
     )
-    selector = Selector(config, cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(config, cache_dir=tmp_path / "cache")
     tower = selector.featurizer.text_encoder
     before = {k: v.clone() for k, v in tower.module.state_dict().items()}
     selector.fit(candidates, figures, preferences=preferences)
@@ -396,19 +395,19 @@ def test_finetune_encoder_trains_the_towers_and_saves_them(corpus, tmp_path, tin
     assert "+tuned-" in tower.name
     selector.save(tmp_path / "model")
     assert (tmp_path / "model" / "encoder-text.pt").is_file()
-    scores = selector.score(candidates, figures)
+    scores = selector.predict(candidates, figures)
     from vital.selector.encoders import load_open_clip
 
     load_open_clip.cache_clear()  # a fresh model object, so the saved weights must be loaded
-    loaded = Selector.load(tmp_path / "model", cache_dir=tmp_path / "cache", show_progress=False)
-    assert np.allclose(loaded.score(candidates, figures), scores, atol=1e-5)
+    loaded = Selector.load(tmp_path / "model", cache_dir=tmp_path / "cache")
+    assert np.allclose(loaded.predict(candidates, figures), scores, atol=1e-5)
 
 
 def test_finetune_needs_an_encoder_with_weights(corpus, tmp_path):
     candidates, figures, preferences, _ = load(corpus)
     config = SelectorConfig(**{**FAST, "image_encoder": "descriptor", "finetune_encoder": True})
     with pytest.raises(InputError, match="finetune"):
-        Selector(config, show_progress=False).fit(candidates, figures, preferences=preferences)
+        Selector(config).fit(candidates, figures, preferences=preferences)
 
 
 # -- command line ----------------------------------------------------------------------------------------
@@ -496,8 +495,9 @@ def test_cli_train_score_sweep_end_to_end(corpus, tmp_path):
         ],
     )
     assert sweep.exit_code == 0, sweep.output
-    rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
-    assert [row["human_weight"] for row in rows] == [1.0, 100.0]
+    sweep_json = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert sweep_json["weight_has_effect"] and sweep_json["clinician_pairs"] == 120
+    assert [run["human_weight"] for run in sweep_json["runs"]] == [1.0, 100.0]
     assert (tmp_path / "sweep" / "sweep.png").is_file() and (
         tmp_path / "sweep" / "w100" / "head.pt"
     ).is_file()
@@ -610,14 +610,16 @@ def test_cli_end_to_end_on_real_format_data_whose_images_are_missing(shared_data
             str(out),
         ],
     )
-    assert result.exit_code == 0, result.output
+    # exit status 1: two released demonstrations (ids 34 and 49) have consecutive gpt turns, which LLaVA
+    # cannot use; they are listed as failures and the rest is selected
+    assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output
     assert "by selector score" in result.output and len(json.loads(out.read_text())) == 10
 
 
 def test_pairwise_verdicts_of_a_model_judge_are_judge_pairs(corpus, tmp_path):
     candidates, figures, preferences, _ = load(corpus)
     verdicts = [p.model_copy(update={"source": "model"}) for p in preferences]
-    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache", show_progress=False)
+    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache")
     selector.fit(candidates, figures, preferences=verdicts)
     counts = selector.metrics["pairs"]
     assert counts["human_pairs"] == 0 and counts["model_verdict_pairs"] == 120
@@ -626,8 +628,9 @@ def test_pairwise_verdicts_of_a_model_judge_are_judge_pairs(corpus, tmp_path):
 
 
 def test_interrupted_feature_extraction_resumes_without_re_encoding(tmp_path):
+    from vital.conversation import conversation_text
     from vital.selector import Featurizer
-    from vital.selector.features import context_text, conversation_text
+    from vital.selector.features import context_text
 
     paths = make_corpus(tmp_path / "big", n_figures=150)
     candidates, figures, _, _ = load(paths)
@@ -644,12 +647,12 @@ def test_interrupted_feature_extraction_resumes_without_re_encoding(tmp_path):
     cache = tmp_path / "cache"
     first = Interrupted()
     with pytest.raises(KeyboardInterrupt):
-        Featurizer(first, None, "split", cache, show_progress=False).transform(candidates, figures)
+        Featurizer(first, None, "split", cache).transform(candidates, figures)
     contexts = {context_text(figures[c.figure_id]) for c in candidates}
-    conversations = {conversation_text(c) for c in candidates}
+    conversations = {conversation_text(c.conversations) for c in candidates}
     assert contexts < set(first.seen) and len(first.seen) == len(contexts) + 256
     again = CountingText()
-    features = Featurizer(again, None, "split", cache, show_progress=False).transform(candidates, figures)
+    features = Featurizer(again, None, "split", cache).transform(candidates, figures)
     assert not set(first.seen) & set(again.seen)  # nothing encoded twice
     assert set(first.seen) | set(again.seen) == contexts | conversations
     assert features.encoded == {"context": 0, "conversation": len(conversations) - 256}

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from vital.cli.options import config_options
-from vital.jsonl import json_safe
-from vital.selector.model import SelectorConfig
+from vital.selector.config import SelectorConfig
 
 Candidates = Annotated[Path, typer.Option("--candidates", help="Candidates JSONL.")]
 Figures = Annotated[
@@ -19,18 +18,30 @@ Figures = Annotated[
 ]
 Scores = Annotated[
     Path | None,
-    typer.Option("--scores", help="Judge scores JSONL (source 'model') to derive model pairs from."),
+    typer.Option("--scores", help="Judge scores JSONL (source 'model') to derive judge pairs from."),
 ]
 Preferences = Annotated[
-    Path | None, typer.Option("--preferences", help="Preference JSONL (clinician pairs, source 'human').")
+    Path | None,
+    typer.Option("--preferences", help="Preferences JSONL: clinician pairs (source 'human') and judge verdicts "
+                 "(source 'model')."),
 ]
 CacheDir = Annotated[
     Path | None,
-    typer.Option(
-        "--cache-dir", help="Feature cache folder (default: $VITAL_CACHE_DIR, else ~/.cache/vital)."
-    ),
+    typer.Option("--cache-dir", help="Feature cache folder (default: $VITAL_CACHE_DIR, else ~/.cache/vital)."),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object and nothing else.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the results as one JSON object and nothing else.")]
+
+
+def _progress(json_output: bool) -> Any:
+    from vital.cli.progress import RichProgress
+
+    return None if json_output else RichProgress(transient=True)
+
+
+def _print_json(obj: Any) -> None:
+    from vital.jsonl import json_safe
+
+    typer.echo(json.dumps(json_safe(obj), allow_nan=False))
 
 
 def _number(value: Any) -> str:
@@ -43,10 +54,11 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
 
     console = Console()
     pairs = metrics["pairs"]
+    held_out = {"human": "clinician", "model": "judge"}.get(metrics["held_out_source"])
     console.print(
         f"trained on {pairs['human_train']} clinician pairs and {pairs['model_pairs']} judge pairs; "
-        f"held out {pairs['held_out']} {metrics['held_out_source']} pairs "
-        f"on {pairs['held_out_figures']} figures"
+        + (f"held out {pairs['held_out']} {held_out} pairs on {pairs['held_out_figures']} figures"
+           if held_out else "nothing held out (no early stopping, no held-out metrics)")
     )
     if metrics.get("images_missing") or metrics.get("images_unreadable"):
         console.print(
@@ -61,31 +73,26 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
         for label, row in (("selector", metrics["held_out"]), ("judge", metrics.get("judge_on_held_out"))):
             if row:
                 table.add_row(
-                    label,
-                    str(row["pairs"]),
-                    *(_number(row[k]) for k in ("agreement", "auc", "map", "mean_rank")),
+                    label, str(row["pairs"]), *(_number(row[k]) for k in ("agreement", "auc", "map", "mean_rank"))
                 )
         console.print(table)
     console.print(f"wrote {out} (head, selector.json, metrics.json, training_curves.png)")
 
 
-def _load_inputs(
-    candidates: Path, figures: Path | None, scores: Path | None, preferences: Path | None
-) -> tuple:
-    from vital.jsonl import read_records
-    from vital.records import Preference, figure_index, read_candidates, read_scores
+def _weights(text: str) -> list[float]:
+    from vital.errors import InputError
 
-    figure_index = figure_index(figures) if figures else {}
-    candidate_list = read_candidates(candidates, figure_index if figures else None)
-    judge = read_scores(scores, source="model") if scores else None
-    prefs = list(read_records(preferences, Preference)) if preferences else []
-    return candidate_list, figure_index, judge, prefs
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        weights = []
+    if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
+        raise InputError(f"expected comma-separated numbers >= 0, got {text!r}", field="--human-weight")
+    return weights
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(
-        help="Train, apply and sweep the preference-distilled selector.", no_args_is_help=True
-    )
+    group = typer.Typer(help="Train, apply and sweep the preference-distilled selector.", no_args_is_help=True)
     app.add_typer(group, name="selector")
 
     @group.command()
@@ -102,15 +109,14 @@ def register(app: typer.Typer) -> None:
         config: SelectorConfig,
     ) -> None:
         """Train a selector on clinician preferences (weighted) and judge-score pairs."""
-        from vital.embeddings import default_cache_dir
         from vital.selector import Selector
 
-        candidate_list, figure_index, judge, prefs = _load_inputs(candidates, figures, scores, preferences)
-        selector = Selector(config, cache_dir=cache_dir or default_cache_dir(), show_progress=not json_output)
-        selector.fit(candidate_list, figure_index, preferences=prefs, scores=judge)
+        selector = Selector(config, cache_dir=cache_dir).fit(
+            candidates, figures, scores=scores, preferences=preferences, progress=_progress(json_output)
+        )
         selector.save(out)
         if json_output:
-            typer.echo(json.dumps(json_safe(selector.metrics), allow_nan=False))
+            _print_json(selector.metrics)
         else:
             _print_metrics(selector.metrics, out)
 
@@ -121,28 +127,28 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Scores JSONL (source 'selector').")],
         figures: Figures = None,
         cache_dir: CacheDir = None,
+        json_output: Json = False,
     ) -> None:
         """Score every candidate with a trained selector."""
-        from vital.embeddings import default_cache_dir
-        from vital.selector import Selector
-        from vital.selector.model import write_scores
+        from dataclasses import asdict
 
-        candidate_list, figure_index, _, _ = _load_inputs(candidates, figures, None, None)
-        selector = Selector.load(model_dir, cache_dir=cache_dir or default_cache_dir())
-        features = selector.features(candidate_list, figure_index)
-        values = selector.score(candidate_list, figure_index, features=features)
-        written = write_scores(out, candidate_list, values, judge=f"selector:{Path(model_dir).name}")
-        missing = features.images_missing + features.images_unreadable
+        from vital.selector import Selector
+
+        result = Selector.load(model_dir, cache_dir=cache_dir).write_scores(
+            candidates, figures, out, progress=_progress(json_output)
+        )
+        if json_output:
+            _print_json({**asdict(result), "out": str(result.out)})
+            return
+        missing = result.images_missing + result.images_unreadable
         note = f" ({missing} without a usable image, scored on text only)" if missing else ""
-        typer.echo(f"wrote {written} scores to {out}{note}")
+        typer.echo(f"wrote {result.scored} scores to {result.out}{note}")
 
     @group.command()
     @config_options(SelectorConfig, exclude=("human_weight", "finetune_encoder"))
     def sweep(
         candidates: Candidates,
-        out: Annotated[
-            Path, typer.Option("--out", help="Folder: one selector per weight, sweep.json, sweep.png.")
-        ],
+        out: Annotated[Path, typer.Option("--out", help="Folder: one selector per weight, sweep.json, sweep.png.")],
         human_weight: Annotated[
             str, typer.Option("--human-weight", help="Comma-separated weights of clinician pairs.")
         ] = "1,10,100,200,300,400",
@@ -158,38 +164,23 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from vital.embeddings import default_cache_dir
-        from vital.errors import InputError
         from vital.selector import sweep_human_weight
 
-        try:
-            weights = [float(w) for w in human_weight.split(",") if w.strip()]
-        except ValueError:
-            raise InputError(
-                f"expected comma-separated numbers, got {human_weight!r}", field="--human-weight"
-            ) from None
-        candidate_list, figure_index, judge, prefs = _load_inputs(candidates, figures, scores, preferences)
-        rows = sweep_human_weight(
-            weights,
-            candidate_list,
-            figure_index,
-            config=config,
-            out=out,
-            preferences=prefs,
-            scores=judge,
-            cache_dir=cache_dir or default_cache_dir(),
-            show_progress=not json_output,
+        result = sweep_human_weight(
+            candidates, figures, out, config, weights=_weights(human_weight), scores=scores,
+            preferences=preferences, cache_dir=cache_dir, progress=_progress(json_output),
         )
         if json_output:
-            typer.echo(json.dumps(json_safe({"runs": rows}), allow_nan=False))
+            _print_json(result.to_dict())
             return
         table = Table(title="held-out agreement by human weight")
         for name in ("w", "agreement", "AUC", "MAP", "mean rank", "judge"):
             table.add_column(name, justify="right")
-        for row in rows:
+        for run in result.runs:
             table.add_row(
-                f"{row['human_weight']:g}",
-                *(_number(row[k]) for k in ("agreement", "auc", "map", "mean_rank", "judge_agreement")),
+                f"{run['human_weight']:g}",
+                *(_number(run[k]) for k in ("agreement", "auc", "map", "mean_rank", "judge_agreement")),
             )
         Console().print(table)
-        typer.echo(f"wrote {out / 'sweep.png'} and {out / 'sweep.json'}")
+        wrote = f"{result.plot} and " if result.plot else ""
+        typer.echo(f"wrote {wrote}{out / 'sweep.json'}")

@@ -1,16 +1,44 @@
 """The selector: encoders and a feature cache, a pairwise-trained head, evaluation, scoring.
 
-See :mod:`vital.selector.model` for the method and :mod:`vital.selector.features`
-for what the head sees.
+>>> from vital.selector import Selector, SelectorConfig
+>>> selector = Selector(SelectorConfig(human_weight=100)).fit(
+...     "candidates.jsonl", "figures.jsonl", scores="scores.jsonl", preferences="preferences.jsonl")
+>>> selector.save("selector/")
+>>> Selector.load("selector/").write_scores("candidates.jsonl", "figures.jsonl", "selector-scores.jsonl")
+
+:mod:`vital.selector.model` has the method, :mod:`vital.selector.features`
+what the head sees, :mod:`vital.selector.pairs` the pairs it learns from.
+Names are loaded on first use, so that importing the config (the command
+line does at start-up) imports no numpy or torch.
 """
 
-from vital.selector.features import FeatureSet, Featurizer
-from vital.selector.model import Selector, SelectorConfig, sweep_human_weight
+from __future__ import annotations
 
-__all__ = [
-    "FeatureSet",
-    "Featurizer",
-    "Selector",
-    "SelectorConfig",
-    "sweep_human_weight",
-]
+import importlib
+from typing import Any
+
+_NAMES = {
+    "SelectorConfig": "vital.selector.config",
+    "Selector": "vital.selector.model",
+    "ScoreResult": "vital.selector.model",
+    "FeatureSet": "vital.selector.features",
+    "Featurizer": "vital.selector.features",
+    "TrainingPairs": "vital.selector.pairs",
+    "training_pairs": "vital.selector.pairs",
+    "sweep_human_weight": "vital.selector.sweep",
+    "SweepResult": "vital.selector.sweep",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vital.selector' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES])

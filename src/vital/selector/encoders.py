@@ -40,24 +40,20 @@ from vital.errors import InputError
 from vital.figures.images import ImageError, load_image
 
 OPEN_CLIP_PREFIX = "open_clip:"
-BIOMEDCLIP = "open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 
 
 class Encoder(Protocol):
+    """``encode(items)`` gives one float32 row of ``dim`` per item; ``name`` keys the cache.
+
+    Encoders with torch weights (:class:`SentenceEncoder`, :class:`OpenClipTower`)
+    also have ``module`` (the weights) and ``forward(items)`` (a tensor that
+    carries gradients), which ``finetune_encoder`` uses.
+    """
+
     name: str
     dim: int
 
     def encode(self, items: Sequence[Any]) -> np.ndarray: ...
-
-
-class TrainableEncoder(Encoder, Protocol):
-    """An encoder whose weights ``--finetune-encoder`` can train (a torch module)."""
-
-    @property
-    def module(self) -> Any: ...
-
-    def forward(self, items: Sequence[Any]) -> Any:
-        """Vectors as a torch tensor that carries gradients to ``module``."""
 
 
 class SentenceEncoder:

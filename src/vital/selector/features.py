@@ -32,23 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from vital.conversation import conversation_text
 from vital.embeddings import EmbeddingCache, content_key, encode_cached, file_content_keys
+from vital.progress import Progress
 from vital.records import Candidate, Figure
 from vital.selector.encoders import Encoder
 
-LAYOUTS = ("split", "joint")
-
-
-def conversation_text(candidate: Candidate) -> str:
-    """The conversation as the reference writes it: ``Question: ... Answer: ...`` per exchange."""
-    parts = []
-    for turn in candidate.conversations:
-        label = "Question" if turn.speaker == "human" else "Answer"
-        parts.append(f"{label}: {turn.value.replace('<image>', '').strip()}")
-    return " ".join(parts)
+__all__ = ["BlockInputs", "FeatureBlock", "FeatureSet", "Featurizer", "context_text"]
 
 
 def context_text(figure: Figure | None) -> str:
+    """What the ``context`` block sees: the caption, then the in-text mentions."""
     if figure is None:
         return ""
     return " ".join([figure.caption.strip(), *(m.strip() for m in figure.mentions)]).strip()
@@ -95,7 +89,7 @@ class FeatureSet:
         """A torch float tensor of the candidates at ``indices``.
 
         ``live`` maps block names to tensors computed by a trainable encoder for
-        ``unique_rows(name, indices)`` (for ``--finetune-encoder``); other
+        ``unique_payloads(name, indices)`` (for ``--finetune-encoder``); other
         blocks come from the cached vectors.
         """
         import torch
@@ -106,7 +100,7 @@ class FeatureSet:
             rows = block.rows[indices]
             present = torch.from_numpy(rows >= 0)
             if live is not None and block.name in live:
-                unique, inverse = np.unique(rows[rows >= 0], return_inverse=True)
+                _, inverse = np.unique(rows[rows >= 0], return_inverse=True)
                 values = torch.zeros(len(indices), block.dim)
                 values = values.index_put(
                     (present.nonzero().squeeze(1),), live[block.name][torch.from_numpy(inverse)]
@@ -132,84 +126,94 @@ class FeatureSet:
         return [block.payloads[row] for row in np.unique(rows[rows >= 0])]
 
 
-def _encode_block(
-    name: str,
-    encoder: Encoder,
-    keys: Sequence[str | None],
-    payloads: Sequence[Any],
-    cache_dir: Path | None,
-    show_progress: bool,
-) -> tuple[FeatureBlock, int]:
-    """Vectors of the distinct ``keys`` (``None``: absent), and how many were actually encoded."""
-    unique: dict[str, int] = {}
-    unique_payloads: list[Any] = []
+@dataclass
+class BlockInputs:
+    """What one encoder has to see for a list of candidates: each distinct input once.
+
+    ``payloads[j]`` (an image path or a text) has the content key ``keys[j]``;
+    candidate ``i`` uses row ``rows[i]`` (``-1``: it has no such input, e.g.
+    no image file).  Computing these needs no model, so an executor can encode
+    the keys the cache lacks anywhere and add them to the cache before
+    :meth:`Featurizer.transform` gathers the vectors.
+    """
+
+    name: str
+    encoder: Encoder
+    keys: list[str]
+    payloads: list[Any]
+    rows: np.ndarray
+
+
+def _distinct(name: str, encoder: Encoder, keys: Sequence[str | None], payloads: Sequence[Any]) -> BlockInputs:
+    first: dict[str, int] = {}
+    distinct_payloads: list[Any] = []
     rows = np.full(len(keys), -1, dtype=np.int64)
     for index, key in enumerate(keys):
         if key is None:
             continue
-        if key not in unique:
-            unique[key] = len(unique)
-            unique_payloads.append(payloads[index])
-        rows[index] = unique[key]
-    if not unique:  # e.g. no candidate has an image file
-        return FeatureBlock(name, encoder, [], np.zeros((0, encoder.dim), np.float32), rows), 0
-    cache = EmbeddingCache(cache_dir, encoder.name, encoder.dim) if cache_dir is not None else None
-    misses = sum(1 for key in unique if cache is None or key not in cache)
-    vectors = encode_cached(
-        list(unique),
-        unique_payloads,
-        encoder.encode,
-        encoder.dim,
-        cache,
-        description=f"encoding {name}s",
-        progress=None,  # TODO(selector refactor): Selector takes a Progress
-    )
-    return FeatureBlock(name, encoder, unique_payloads, vectors, rows), misses
+        if key not in first:
+            first[key] = len(first)
+            distinct_payloads.append(payloads[index])
+        rows[index] = first[key]
+    return BlockInputs(name, encoder, list(first), distinct_payloads, rows)
 
 
 @dataclass
 class Featurizer:
-    """Builds :class:`FeatureSet` objects from candidates and figures with a fixed set of encoders."""
+    """Builds :class:`FeatureSet` objects from candidates and figures with a fixed set of encoders.
+
+    ``cache_dir`` holds the memory-mapped vectors (``None``: nothing is kept
+    on disk).  :meth:`transform` works on any subset of candidates, so it can
+    run per batch.
+    """
 
     text_encoder: Encoder
     image_encoder: Encoder | None
     layout: str = "split"
     cache_dir: Path | None = None
-    show_progress: bool = True
 
-    def transform(self, candidates: Sequence[Candidate], figures: Mapping[str, Figure]) -> FeatureSet:
-        blocks: list[FeatureBlock] = []
-        encoded: dict[str, int] = {}
-        missing = unreadable = 0
+    def cache(self, encoder: Encoder) -> EmbeddingCache | None:
+        """The on-disk vectors of ``encoder`` (``None`` without a ``cache_dir``)."""
+        return EmbeddingCache(self.cache_dir, encoder.name, encoder.dim) if self.cache_dir is not None else None
+
+    def inputs(self, candidates: Sequence[Candidate], figures: Mapping[str, Figure]) -> list[BlockInputs]:
+        """The distinct inputs of every block for ``candidates`` (image files are read to hash them)."""
+        blocks = []
         if self.image_encoder is not None:
-            image_keys = file_content_keys([candidate.image for candidate in candidates])
-            missing = sum(key is None for key in image_keys)
-            block, encoded["image"] = _encode_block(
-                "image",
-                self.image_encoder,
-                image_keys,
-                [c.image for c in candidates],
-                self.cache_dir,
-                self.show_progress,
-            )
-            unreadable_rows = np.isnan(block.vectors).any(axis=1)
-            if unreadable_rows.any():
-                gone = unreadable_rows[np.maximum(block.rows, 0)] & (block.rows >= 0)
-                unreadable = int(gone.sum())
-                block.rows[gone] = -1
-                block.vectors = np.nan_to_num(block.vectors)
-            blocks.append(block)
+            images = [candidate.image for candidate in candidates]
+            blocks.append(_distinct("image", self.image_encoder, file_content_keys(images), images))
         contexts = [context_text(figures.get(c.figure_id)) for c in candidates]
-        conversations = [conversation_text(c) for c in candidates]
+        conversations = [conversation_text(c.conversations) for c in candidates]
         if self.layout == "split":
             texts = {"context": contexts, "conversation": conversations}
         else:
             texts = {"text": [f"{a} {b}".strip() for a, b in zip(contexts, conversations, strict=True)]}
         for name, values in texts.items():
-            keys = [content_key(v) if v else None for v in values]
-            block, encoded[name] = _encode_block(
-                name, self.text_encoder, keys, values, self.cache_dir, self.show_progress
-            )
+            keys = [content_key(value) if value else None for value in values]
+            blocks.append(_distinct(name, self.text_encoder, keys, values))
+        return blocks
+
+    def transform(
+        self, candidates: Sequence[Candidate], figures: Mapping[str, Figure], *, progress: Progress | None = None
+    ) -> FeatureSet:
+        """Features of ``candidates``: each distinct input encoded once, ever (through the cache)."""
+        blocks: list[FeatureBlock] = []
+        encoded: dict[str, int] = {}
+        missing = unreadable = 0
+        for inputs in self.inputs(candidates, figures):
+            encoder = inputs.encoder
+            if not inputs.keys:  # e.g. no candidate has an image file
+                vectors = np.zeros((0, encoder.dim), np.float32)
+                encoded[inputs.name] = 0
+            else:
+                cache = self.cache(encoder)
+                encoded[inputs.name] = sum(1 for key in inputs.keys if cache is None or key not in cache)
+                vectors = encode_cached(inputs.keys, inputs.payloads, encoder.encode, encoder.dim, cache,
+                                        description=f"encoding {inputs.name}s", progress=progress)
+            block = FeatureBlock(inputs.name, encoder, inputs.payloads, vectors, inputs.rows)
+            if inputs.name == "image":
+                missing = int((block.rows < 0).sum())
+                unreadable = _drop_unreadable(block)
             blocks.append(block)
         return FeatureSet(
             [c.id for c in candidates],
@@ -220,3 +224,14 @@ class Featurizer:
             images_unreadable=unreadable,
             encoded=encoded,
         )
+
+
+def _drop_unreadable(block: FeatureBlock) -> int:
+    """Mark candidates whose image the encoder could not read (a NaN row) as having no image; how many."""
+    unreadable_rows = np.isnan(block.vectors).any(axis=1)
+    if not unreadable_rows.any():
+        return 0
+    gone = unreadable_rows[np.maximum(block.rows, 0)] & (block.rows >= 0)
+    block.rows[gone] = -1
+    block.vectors = np.nan_to_num(block.vectors)
+    return int(gone.sum())

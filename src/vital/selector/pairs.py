@@ -1,20 +1,21 @@
-"""Training pairs: clinician preferences and pairs derived from a model judge's scores.
+"""Training pairs: clinician preferences and pairs derived from a model judge's scores or verdicts.
 
 A pair is ``(preferred index, other index, weight)`` over the candidates of
-one :class:`~vital.selector.features.FeatureSet`.
+one :class:`~vital.selector.features.FeatureSet`.  :func:`training_pairs`
+builds everything a training run needs from the records: the training pairs,
+the held-out pairs (split by figure) and the counts reported in metrics.json.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from vital.records import Preference
-
-MODEL_PAIR_MODES = ("within", "across", "both", "none")
+from vital.selector.config import MODEL_PAIR_MODES, SelectorConfig
 
 
 @dataclass
@@ -50,18 +51,19 @@ class Pairs:
 
 
 @dataclass
-class HumanPairs:
+class PreferencePairs:
     pairs: Pairs
     unknown: int = 0
     """Preferences naming a candidate that is not among the candidates (skipped, counted)."""
-    records: list[Preference] = field(default_factory=list)
 
 
-def human_pairs(
+def preference_pairs(
     preferences: Iterable[Preference], index: Mapping[str, int], weight: float, *, source: str = "human"
-) -> HumanPairs:
+) -> PreferencePairs:
     """Pairs from preference records of ``source``; each record's own ``weight`` multiplies ``weight``."""
-    preferred, other, weights, kept = [], [], [], []
+    preferred: list[int] = []
+    other: list[int] = []
+    weights: list[float] = []
     unknown = 0
     for preference in preferences:
         if preference.source != source:
@@ -72,11 +74,10 @@ def human_pairs(
         preferred.append(index[preference.chosen])
         other.append(index[preference.rejected])
         weights.append(weight * (preference.weight if preference.weight is not None else 1.0))
-        kept.append(preference)
     pairs = Pairs(
         np.asarray(preferred, np.int64), np.asarray(other, np.int64), np.asarray(weights, np.float32)
     )
-    return HumanPairs(pairs, unknown, kept)
+    return PreferencePairs(pairs, unknown)
 
 
 def model_pairs(
@@ -198,3 +199,87 @@ def split_by_figure(
     held_mask = in_a & in_b
     train_mask = ~in_a & ~in_b
     return pairs.subset(train_mask), pairs.subset(held_mask), held, int((~held_mask & ~train_mask).sum())
+
+
+@dataclass
+class PairCounts:
+    """How many pairs of each kind a training run had (``metrics.json`` → ``pairs``)."""
+
+    human_pairs: int
+    """Clinician pairs naming two known candidates."""
+    human_pairs_unknown_candidates: int
+    """Clinician pairs naming a candidate that is not among the candidates (skipped)."""
+    human_train: int
+    human_held_out: int
+    model_pairs: int
+    """Judge pairs in training: from scores, and pairwise verdicts (preference records of source ``model``)."""
+    model_verdict_pairs: int
+    """Of the judge pairs, those from pairwise verdicts (before the split)."""
+    held_out: int
+    held_out_figures: int
+    dropped_crossing_split: int
+    """Pairs linking a held-out and a training figure (in neither part)."""
+
+
+@dataclass
+class TrainingPairs:
+    """The pairs of one training run, over the rows of one feature set."""
+
+    train: Pairs
+    held_out: Pairs
+    held_out_source: str | None
+    """``"human"`` (clinician pairs), ``"model"`` (judge pairs, when there are no clinician pairs), or
+    ``None`` when nothing is held out."""
+    counts: PairCounts
+
+
+def training_pairs(
+    candidate_ids: Sequence[str],
+    figure_ids: Sequence[str],
+    config: SelectorConfig,
+    *,
+    preferences: Iterable[Preference] = (),
+    scores: Mapping[str, float] | None = None,
+) -> TrainingPairs:
+    """Training and held-out pairs for candidates ``candidate_ids`` (of figures ``figure_ids``).
+
+    Preference records of source ``human`` are clinician pairs (each x
+    ``config.human_weight``), split by figure (``config.held_out``).  Judge
+    pairs come from ``scores`` (:func:`model_pairs`) and from preference
+    records of source ``model`` (a judge's pairwise verdicts, weight 1); none
+    of them touches a held-out figure.  Without clinician pairs to hold out,
+    judge pairs are split by figure instead and the held-out part is theirs.
+    """
+    preferences = list(preferences)
+    index = {cid: row for row, cid in enumerate(candidate_ids)}
+    human = preference_pairs(preferences, index, config.human_weight)
+    train_human, held_human, held_figures, crossing = split_by_figure(
+        human.pairs, figure_ids, config.held_out, config.seed
+    )
+    from_scores = model_pairs(
+        scores or {}, index, figure_ids, mode=config.model_pairs, cap=config.max_model_pairs,
+        seed=config.seed, exclude_figures=held_figures,
+    )
+    verdicts = preference_pairs(preferences, index, 1.0, source="model").pairs
+    touches_held = np.isin([figure_ids[i] for i in verdicts.preferred], list(held_figures)) | np.isin(
+        [figure_ids[i] for i in verdicts.other], list(held_figures)
+    )
+    judge = from_scores + verdicts.subset(~touches_held)
+    held, held_source, train_judge = held_human, "human", judge
+    if len(held_human) == 0 and len(judge) > 0 and config.held_out > 0:
+        train_judge, held, held_figures, crossing = split_by_figure(
+            judge, figure_ids, config.held_out, config.seed
+        )
+        held_source = "model"
+    counts = PairCounts(
+        human_pairs=len(human.pairs),
+        human_pairs_unknown_candidates=human.unknown,
+        human_train=len(train_human),
+        human_held_out=len(held_human),
+        model_pairs=len(train_judge),
+        model_verdict_pairs=len(verdicts),
+        held_out=len(held),
+        held_out_figures=len(held_figures),
+        dropped_crossing_split=crossing,
+    )
+    return TrainingPairs(train_human + train_judge, held, held_source if len(held) else None, counts)

@@ -18,7 +18,7 @@ def _pyplot() -> Any:
 
 
 def plot_training_curves(curves: Sequence[dict[str, float]], path: str | Path) -> Path:
-    """Training loss, and training / held-out agreement, per epoch."""
+    """Training and held-out loss (both weight-normalised, so on one scale), and agreement, per epoch."""
     plt = _pyplot()
     epochs = [point["epoch"] for point in curves]
     figure, (loss_axis, agreement_axis) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -26,7 +26,7 @@ def plot_training_curves(curves: Sequence[dict[str, float]], path: str | Path) -
     if any("held_out_loss" in p for p in curves):
         held_loss = [p.get("held_out_loss", math.nan) for p in curves]
         loss_axis.plot(epochs, held_loss, marker="o", label="held out")
-    loss_axis.set(xlabel="epoch", ylabel="pairwise loss", title="loss")
+    loss_axis.set(xlabel="epoch", ylabel="pairwise loss per unit weight", title="loss")
     loss_axis.legend()
     agreement_axis.plot(epochs, [p["train_agreement"] for p in curves], marker="o", label="training pairs")
     if any("held_out_agreement" in p for p in curves):

@@ -1,0 +1,89 @@
+"""The selector's inputs, from paths or records, checked at the boundary.
+
+Each reader takes what the API takes (a path, or records already in memory;
+see :mod:`vital.records`) and gives what training and scoring use.  A path
+that is a directory, or a file without records, is an
+:class:`~vital.errors.InputError` naming that file, raised before any
+encoder is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from vital.errors import InputError
+from vital.records import (
+    Candidate,
+    CandidateSource,
+    Figure,
+    FigureSource,
+    Preference,
+    PreferenceSource,
+    Score,
+    ScoreSource,
+    figure_index,
+    read_candidates,
+    read_preferences,
+    read_records,
+    read_scores,
+)
+
+
+def is_path(source: object) -> bool:
+    return isinstance(source, str | Path)
+
+
+def _refuse_directory(source: object) -> None:
+    if is_path(source) and Path(source).is_dir():  # type: ignore[arg-type]
+        raise InputError("is a directory, not a JSONL file", path=source)  # type: ignore[arg-type]
+
+
+def figures(source: FigureSource | None) -> dict[str, Figure]:
+    """Figures by id (``{}`` without figures)."""
+    if source is None:
+        return {}
+    _refuse_directory(source)
+    index = figure_index(source)
+    if not index and is_path(source):
+        raise InputError("has no records", path=source)  # type: ignore[arg-type]
+    return index
+
+
+def candidates(source: CandidateSource, index: Mapping[str, Figure]) -> list[Candidate]:
+    """The candidates, images resolved (else their figure's); with figures in ``index``, each must name one."""
+    _refuse_directory(source)
+    out = read_candidates(source, index or None)
+    if not out:
+        if is_path(source):
+            raise InputError("has no records", path=source)  # type: ignore[arg-type]
+        raise InputError("no candidates were given", field="candidates")
+    return out
+
+
+def judge_scores(source: ScoreSource | None) -> dict[str, float]:
+    """The model judge's scores (records of source ``model``) by candidate id."""
+    if source is None:
+        return {}
+    if not is_path(source):
+        return read_scores(source, source="model")
+    _refuse_directory(source)
+    records = list(read_records(source, Score))  # type: ignore[arg-type]
+    if not records:
+        raise InputError("has no records", path=source)  # type: ignore[arg-type]
+    judged = read_scores(records, source="model")
+    if not judged:
+        raise InputError("has no judge scores (records of source 'model'; selector scores are not training "
+                         "data)", path=source)  # type: ignore[arg-type]
+    return judged
+
+
+def preferences(source: PreferenceSource | None) -> list[Preference]:
+    """Preference records (clinician pairs and judge verdicts)."""
+    if source is None:
+        return []
+    _refuse_directory(source)
+    out = read_preferences(source)
+    if not out and is_path(source):
+        raise InputError("has no records", path=source)  # type: ignore[arg-type]
+    return out
