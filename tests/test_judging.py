@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from openai_double import DoubleConfig, running_double, write_figures
+from vital.conversation import ConversationError, check_turns
 from vital.errors import InputError
-from vital.generation import GenerateConfig, generate
+from vital.generation import GenerateConfig, caption_conversation, generate
 from vital.jsonl import failures_path
 from vital.judging import (
     HEURISTIC_NAME,
@@ -109,17 +110,71 @@ def test_repeated_questions_lower_diversity():
     assert heuristic_score(FIGURE, repeated)[0] < heuristic_score(FIGURE, varied)[0]
 
 
-def test_answers_that_teach_more_of_the_figure_score_higher():
+def test_answers_that_teach_more_of_the_figure_in_their_own_words_score_higher():
     brief = conversation(("What is shown?", "A nodule."))
-    detailed = conversation(("What is shown?", "Axial CT of the chest: a 3 cm nodule in the left upper lobe; "
-                                                "the nodule abutted the pleura."))
-    assert "coverage 0.90" in heuristic_score(FIGURE, detailed)[1]  # all but "showing"
-    assert heuristic_score(FIGURE, detailed)[0] > heuristic_score(FIGURE, brief)[0] + 0.8  # 0.15 · 10 · 0.9
+    detailed = conversation(("What is shown?", "A CT slice through the chest: the nodule of 3 cm sits in the upper "
+                                                "lobe on the left and touches the pleura."))
+    # chest, nodule, 3, upper, lobe, left, pleura of the caption's and mention's 10 content words
+    assert "coverage 0.70" in heuristic_score(FIGURE, detailed)[1]
+    assert heuristic_score(FIGURE, detailed)[0] > heuristic_score(FIGURE, brief)[0] + 1
+
+
+def test_copying_the_caption_earns_nothing_and_saying_it_in_own_words_does():
+    copied = conversation(("Describe the image.", FIGURE.caption))
+    own = conversation(("Describe the image.", "A CT slice through the chest: the nodule of 3 cm sits in the upper "
+                                               "lobe on the left and touches the pleura."))
+    copied_score, copied_parts = heuristic_score(FIGURE, copied)
+    own_score, own_parts = heuristic_score(FIGURE, own)
+    assert "specificity 0.00, copied 1.00" in copied_parts and "coverage 0.00" in copied_parts
+    assert "specificity 1.00, copied 0.00" in own_parts
+    # the same one-question conversation: apart from copying, only 0.4·P + 0.15·V differ
+    assert own_score - copied_score == pytest.approx(10 * (0.4 * 1.0 + 0.15 * 0.7), abs=0.02)
+    mixed = conversation(("Describe the image.", f"{FIGURE.caption} The nodule touches the pleura."))
+    assert copied_score < heuristic_score(FIGURE, mixed)[0] < own_score
 
 
 def test_turn_score_formula():
     assert heuristic_turn_score(FIGURE, "Where?", "Left upper lobe nodule.")[0] == 10.0
     assert heuristic_turn_score(FIGURE, "Where?", "Completely unrelated banana words.")[0] == 2.0  # 10·0.2
+    assert heuristic_turn_score(FIGURE, "Describe it.", FIGURE.caption)[0] == 2.0  # a copy names nothing
+    assert heuristic_turn_score(FIGURE, "Where?", "The left lung.")[0] == pytest.approx(10 * (0.8 / 3 + 0.2), abs=0.01)
+
+
+def _demonstrations(folder: Path) -> tuple[list[Figure], list[int]]:
+    """The released BioMed-VITAL demonstrations as figures with conversations; ids left out (turns that
+    do not alternate) listed apart."""
+    records = json.loads((folder / "biomed-vital" / "clinician_demonstrations.json").read_text())
+    figures, left_out = [], []
+    for record in records:
+        turns = [Turn.model_validate(turn) for turn in record["conversations"]]
+        try:
+            check_turns(turns)
+        except ConversationError:
+            left_out.append(record["id"])
+            continue
+        mentions = [mention["tokens"] for mention in record.get("in_text_mention") or []]
+        figures.append(Figure(id=record["pair_id"], caption=record["fig_caption"], mentions=mentions,
+                              conversations=turns))
+    return figures, left_out
+
+
+def test_clinician_chosen_conversations_beat_caption_echoes_on_the_released_demonstrations(shared_data, tmp_path):
+    """Issue 13: heuristic-v1 preferred the caption backend's echo in 116 of 116 such pairs."""
+    figures, left_out = _demonstrations(shared_data)
+    assert sorted(left_out) == [34, 49] and len(figures) == 56
+    candidates = []
+    for figure in figures:
+        candidates.append(Candidate(id=f"{figure.id}/clinician", figure_id=figure.id,
+                                    conversations=figure.conversations))
+        candidates += [Candidate(id=f"{figure.id}/c{k}", figure_id=figure.id,
+                                 conversations=caption_conversation(figure, k)) for k in range(2)]
+    out = tmp_path / "preferences.jsonl"
+    judge(candidates, figures, out, JudgeConfig(backend="heuristic", pairwise=True))
+    preferences = [Preference.model_validate(p) for p in _read(out)]
+    against_echo = [p for p in preferences if "/clinician" in p.chosen + p.rejected]
+    wins = sum(p.chosen.endswith("/clinician") for p in against_echo)
+    # heuristic-v2: 112 of the 112 pairs (56 figures x 2 caption candidates), none tied
+    assert wins >= 0.9 * 112 and len(against_echo) >= 0.9 * 112
 
 
 # --- runs ---------------------------------------------------------------------------------------
@@ -307,19 +362,25 @@ def test_settings_are_checked_by_field_name():
     assert error.value.field == "backend"
 
 
-def test_empty_inputs_name_the_empty_file(generated, tmp_path):
+def test_empty_inputs_and_directories_name_the_file(generated, tmp_path):
     figures, candidates = generated
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(InputError, match="has no candidate records") as error:
-        judge(empty, figures, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
-    assert error.value.path == str(empty)
-    with pytest.raises(InputError, match="has no figure records") as error:
-        judge(candidates, empty, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
-    assert error.value.path == str(empty)
+    out = tmp_path / "scores.jsonl"
+    config = JudgeConfig(backend="heuristic")
+    for args, problem, path in [
+        ((empty, figures, out), "has no candidate records", empty),
+        ((candidates, empty, out), "has no figure records", empty),
+        ((tmp_path, figures, out), "is a directory", tmp_path),
+        ((candidates, tmp_path, out), "is a directory", tmp_path),
+        ((candidates, figures, tmp_path), "is a directory", tmp_path),
+    ]:
+        with pytest.raises(InputError, match=problem) as error:
+            judge(*args, config)
+        assert error.value.path == str(path)
     with pytest.raises(InputError, match="no candidates given"):
-        judge([], figures, tmp_path / "scores.jsonl", JudgeConfig(backend="heuristic"))
-    assert not (tmp_path / "scores.jsonl").exists()
+        judge([], figures, out, config)
+    assert not out.exists()
 
 
 def vital(*args) -> subprocess.CompletedProcess:
@@ -332,11 +393,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(generated, tmp_path):
     empty.write_text("")
     out = tmp_path / "scores.jsonl"
     cases = [
-        ((empty, "--figures", figures, "--out", out), f"{empty}: has no candidate records"),
         ((candidates, "--figures", empty, "--out", out), f"{empty}: has no figure records"),
         ((tmp_path, "--figures", figures, "--out", out), f"{tmp_path}: is a directory"),
-        ((candidates, "--figures", tmp_path, "--out", out), f"{tmp_path}: is a directory"),
-        ((candidates, "--figures", figures, "--out", tmp_path), f"{tmp_path}: is a directory"),
         ((candidates, "--figures", figures, "--out", out, "--unit", "turn", "--pairwise"), "field '--unit'"),
     ]
     for args, message in cases:
