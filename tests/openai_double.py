@@ -2,8 +2,10 @@
 
 It listens on 127.0.0.1 (uvicorn, in a thread or as its own process) and can be
 told to be slow, to refuse (429 with ``Retry-After``), to fail (500), to hang
-past the client's timeout, to return replies the caller cannot use, or to
-check the API key.  It keeps a log of every request and the high-water mark
+past the client's timeout, to return replies the caller cannot use, to
+check the API key, or to echo the key back in everything it sends (as a
+careless proxy or a prompt-injected model might), for tests that no secret
+reaches disk.  It keeps a log of every request and the high-water mark
 of requests in flight.
 
 In a test::
@@ -69,6 +71,7 @@ class DoubleConfig:
     hang_seconds: float = 30.0  # how long a "timeout" request sleeps before answering
     reply: Callable[[dict[str, Any]], str] = default_reply
     api_key: str | None = None  # when set, any other key is answered with 401
+    echo_key: bool = False  # put the Authorization header, the key's tail and a masked key in every reply
     keep_bodies: bool = True
     seed: int = 0
 
@@ -139,11 +142,12 @@ def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
         state.requests.append(logged)
         state.in_flight += 1
         state.high_water = max(state.high_water, state.in_flight)
+        echo = _echo(authorization) if config.echo_key else ""
         try:
             accepted = (f"Bearer {config.api_key}", config.api_key)
             if config.api_key is not None and authorization not in accepted:
                 logged.outcome = "401"
-                return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
+                return JSONResponse({"error": {"message": "Incorrect API key provided" + echo}}, status_code=401)
             fault = choose_fault(body_sha)
             logged.outcome = fault
             if fault == "timeout":
@@ -152,22 +156,23 @@ def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
                 await asyncio.sleep(config.latency)
             if fault == "429":
                 headers = {"retry-after": config.retry_after} if config.retry_after is not None else {}
-                error = {"error": {"message": "Rate limit reached"}}
+                error = {"error": {"message": "Rate limit reached" + echo}}
                 return JSONResponse(error, status_code=429, headers=headers)
             if fault == "400":
-                error = {"error": {"message": "This model's maximum context length is exceeded"}}
+                error = {"error": {"message": "This model's maximum context length is exceeded" + echo}}
                 return JSONResponse(error, status_code=400)
             if fault == "500":
-                return JSONResponse({"error": {"message": "The server had an error"}}, status_code=500)
+                return JSONResponse({"error": {"message": "The server had an error" + echo}}, status_code=500)
             if fault == "garbage":
-                return PlainTextResponse("<html>upstream hiccup</html>", status_code=200)
+                return PlainTextResponse(f"<html>upstream hiccup{echo}</html>", status_code=200)
             canned = {"malformed": "I am sorry, I cannot help with that.", "empty": ""}
             text = canned[fault] if fault in canned else config.reply(body)
+            text = text + echo if text else text
             state.ok += fault == "ok"
             state.last_ok_time = time.time()
             state.ok_times.append(state.last_ok_time)
             reply = {
-                "id": f"chatcmpl-{logged.number}",
+                "id": f"chatcmpl-{logged.number}{echo}",
                 "object": "chat.completion",
                 "created": int(now),
                 "model": body.get("model", "double"),
@@ -176,7 +181,7 @@ def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
                 "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text) // 4,
                           "total_tokens": len(raw) // 4 + len(text) // 4},
             }
-            return JSONResponse(reply, headers={"x-request-id": f"req-{logged.number}"})
+            return JSONResponse(reply, headers={"x-request-id": f"req-{logged.number}{echo}"})
         finally:
             logged.latency = time.time() - now
             state.in_flight -= 1
@@ -195,6 +200,12 @@ def build_app(config: DoubleConfig, state: DoubleState) -> Starlette:
         Route("/_stats", stats, methods=["GET"]),
         Route("/_reset", reset, methods=["POST"]),
     ])
+
+
+def _echo(authorization: str | None) -> str:
+    """What a server that leaks the key says: the header as sent, the key's last 8 characters, a masked key."""
+    key = (authorization or "").removeprefix("Bearer ")
+    return f" [you sent {authorization}; key ending {key[-8:]}; key {key[:3]}...****{key[-4:]}]"
 
 
 def free_socket() -> socket.socket:

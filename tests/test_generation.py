@@ -405,6 +405,26 @@ def test_sigkill_and_rerun_give_one_candidate_each_and_repeat_no_finished_call(t
     assert KEY not in rerun.stdout + rerun.stderr
 
 
+def test_a_server_echoing_the_key_leaves_it_in_no_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITAL_TEST_KEY", KEY)
+    figures = write_figures(tmp_path, 12)
+    out = tmp_path / "candidates.jsonl"
+    faults = {"malformed": 0.3, "garbage": 0.1, "500": 0.1}
+    with running_double(DoubleConfig(api_key=KEY, echo_key=True, faults=faults, seed=1)) as double:
+        result = generate(figures, out, GenerateConfig(candidates=2), _engine(double, max_retries=0))
+    assert {r.authorization for r in double.state.requests} == {f"Bearer {KEY}"}
+    failures = [json.loads(line) for line in result.failures.read_text().splitlines()]
+    assert result.stats.done and result.failed == len(failures) and any(f.get("raw") for f in failures)
+    echoed = "[you sent Bearer ***; key ending ***; key sk-...***]"
+    assert all(echoed in f.get("raw", f["reason"]) for f in failures)
+    assert all(echoed in line for line in out.read_text().splitlines())  # the last answer quotes the echo
+    files = [file for file in tmp_path.rglob("*") if file.is_file()]
+    assert {f.name for f in files} >= {"candidates.jsonl", "candidates.failures.jsonl", "candidates.llm.sqlite"}
+    for file in files:
+        data = file.read_bytes()
+        assert KEY.encode() not in data and KEY[-8:].encode() not in data, file
+
+
 def test_cli_refused_key_stops_with_one_line_and_status_2(tmp_path):
     figures = write_figures(tmp_path, 3)
     env = {**os.environ, "VITAL_TEST_KEY": "sk-wrong-key-77"}

@@ -138,6 +138,34 @@ def test_the_key_is_sent_but_never_stored_or_shown(tmp_path, monkeypatch):
         assert KEY.encode() not in file.read_bytes(), file
 
 
+def test_a_server_echoing_the_key_leaves_no_trace_of_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITAL_TEST_KEY", KEY)
+    store = tmp_path / "log.sqlite"
+
+    def parse(text: str) -> str:
+        if "sorry" in text:
+            raise ReplyError("a refusal")
+        return text
+
+    faults = {"500": 0.2, "garbage": 0.1, "malformed": 0.2}
+    with running_double(DoubleConfig(api_key=KEY, echo_key=True, faults=faults, seed=3)) as double:
+        results, _ = complete_all(config_for(double, max_retries=1), [f"q{i}" for i in range(30)], store=store,
+                                  parse=parse)
+    texts = [r.text for r in results if not isinstance(r, Exception)]
+    raws = [r.details["raw"] for r in results if isinstance(r, CallFailed) and r.details.get("raw")]
+    reasons = [str(r) for r in results if isinstance(r, CallFailed)]
+    assert texts and raws and any("HTTP 500" in reason for reason in reasons)
+    assert all("[you sent Bearer ***; key ending ***; key sk-...***]" in t for t in texts + raws)
+    kept = " ".join(texts + raws + reasons + [r.request_id or "" for r in results if not isinstance(r, Exception)])
+    assert KEY not in kept and KEY[-8:] not in kept and "****4242" not in kept
+    rows = sqlite3.connect(store).execute("SELECT * FROM calls UNION ALL SELECT *, NULL, NULL, NULL, NULL, NULL, "
+                                          "NULL, NULL FROM responses").fetchall()
+    assert any("***" in str(row) for row in rows)  # the echoes reached the log, redacted
+    for file in tmp_path.iterdir():
+        data = file.read_bytes()
+        assert KEY.encode() not in data and KEY[-8:].encode() not in data and b"****4242" not in data, file
+
+
 def test_azure_urls_and_key_header(monkeypatch):
     monkeypatch.setenv("VITAL_TEST_KEY", KEY)
     with running_double(DoubleConfig(api_key=KEY)) as double:

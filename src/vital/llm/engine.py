@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,6 +224,7 @@ class Engine:
         self.config = config
         self.usage = Usage()
         self._key = os.environ.get(config.api_key_env) or None
+        self._secrets = _secret_patterns(self._key)
         self._store_path = store
         self._cache_path = cache if cache is not None else store
         self._log: CallLog | None = None
@@ -282,8 +284,14 @@ class Engine:
         self._connections.clear()
 
     def redact(self, text: str) -> str:
-        """``text`` with the API key blanked out (server error messages sometimes echo it)."""
-        return text.replace(self._key, "***") if self._key else text
+        """``text`` with the API key, its tail and masked forms of it blanked out.
+
+        Everything the server sends passes through here before it is kept
+        (reply text, error messages, raw replies, request ids): servers,
+        proxies and prompt-injected models can echo the key or the
+        ``Authorization`` header.
+        """
+        return self._secrets.sub("***", text) if self._secrets is not None else text
 
     def backoff(self, attempt: int, server_wait: float | None) -> float:
         """Seconds to sleep before retry number ``attempt`` (1-based).
@@ -322,6 +330,7 @@ class Engine:
             hit = self._cache.get(cache_key)
             if hit is not None:
                 text, usage = hit
+                text = self.redact(text)  # a row written before the key was known to be echoed
                 try:
                     parsed = parse(text) if parse else None
                 except ReplyError:
@@ -385,7 +394,8 @@ class Engine:
                 finally:
                     call.latency_s = time.monotonic() - started
             call.status = str(response.status)
-            call.request_id = response.headers.get("x-request-id") or response.headers.get("apim-request-id")
+            request_id = response.headers.get("x-request-id") or response.headers.get("apim-request-id")
+            call.request_id = self.redact(request_id) if request_id else None
             completion = self._read(response.status, response.headers, body, parse)
             call.request_id = call.request_id or completion.request_id
             call.prompt_tokens = completion.usage.get("prompt_tokens")
@@ -420,11 +430,14 @@ class Engine:
             raise _Attempt("malformed", "the reply is not a chat completion", True, raw=raw) from None
         if not isinstance(text, str) or not text.strip():
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-            raise _Attempt("malformed", f"empty reply (finish_reason={reason})", True, raw=str(text or ""))
-        usage_in = data.get("usage") or {}
+            raise _Attempt("malformed", self.redact(f"empty reply (finish_reason={reason})"), True,
+                           raw=self.redact(str(text or "")))
+        text = self.redact(text)
+        usage_in = data.get("usage")
+        usage_in = usage_in if isinstance(usage_in, dict) else {}
         usage = {
-            "prompt_tokens": int(usage_in.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage_in.get("completion_tokens") or 0),
+            "prompt_tokens": _token_count(usage_in.get("prompt_tokens")),
+            "completion_tokens": _token_count(usage_in.get("completion_tokens")),
         }
         parsed = None
         if parse is not None:
@@ -435,11 +448,31 @@ class Engine:
                 raise _Attempt("unparsable", f"unusable reply: {exc}", True, raw=text) from None
         self._count(usage)
         self.usage.calls += 1
-        return Completion(text, usage, parsed, request_id=data.get("id"))
+        request_id = data.get("id")
+        return Completion(text, usage, parsed, request_id=self.redact(str(request_id)) if request_id else None)
 
     def _count(self, usage: dict[str, int]) -> None:
         self.usage.prompt_tokens += usage["prompt_tokens"]
         self.usage.completion_tokens += usage["completion_tokens"]
+
+
+def _secret_patterns(key: str | None) -> re.Pattern[str] | None:
+    """What must never be kept: the key, its last 8 characters, and masked forms ending in its last 4
+    (OpenAI's error message shows ``sk-proj-****abcd``; the visible prefix is not secret)."""
+    if not key:
+        return None
+    forms = [re.escape(key), re.escape(key[-8:])]
+    if len(key) >= 8:
+        forms.append(r"(?:\*{3,}|\.{3,}|…)" + re.escape(key[-4:]))
+    return re.compile("|".join(forms))
+
+
+def _token_count(value: Any) -> int:
+    """A usage count from a reply, or 0 when the server sent something that is not a count."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _server_message(body: bytes) -> str:

@@ -4,7 +4,9 @@ Both tables may live in one file (the default, ``<output>.llm.sqlite``) or the
 cache may be shared between runs (``--cache-file PATH``).  WAL journaling and one
 commit per row keep a process killed with SIGKILL from losing a finished call,
 at well under a millisecond per row.  The API key is never stored: rows hold
-hashes, counts and server messages that the engine has already redacted.
+hashes and counts, and what came from the server (reply text, error messages,
+request ids) only after :meth:`vital.llm.Engine.redact` blanked out the key,
+its tail and masked forms of it.
 """
 
 from __future__ import annotations
