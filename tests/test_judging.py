@@ -13,7 +13,7 @@ from openai_double import DoubleConfig, running_double, write_figures
 from vital.conversation import ConversationError, check_turns
 from vital.errors import InputError
 from vital.generation import GenerateConfig, caption_conversation, generate
-from vital.jsonl import failures_path
+from vital.jsonl import JsonlWriter, failures_path
 from vital.judging import (
     HEURISTIC_NAME,
     JudgeConfig,
@@ -381,6 +381,18 @@ def test_empty_inputs_and_directories_name_the_file(generated, tmp_path):
     with pytest.raises(InputError, match="no candidates given"):
         judge([], figures, out, config)
     assert not out.exists()
+
+
+def test_a_run_refused_because_another_holds_the_output_touches_nothing(generated, tmp_path):
+    figures, candidates = generated
+    out = tmp_path / "scores.jsonl"
+    failures, ties = failures_path(out), tmp_path / "scores.ties.jsonl"
+    failures.write_text('{"id": "fig0/c0", "reason": "from the other run"}\n')
+    with JsonlWriter(out):  # the other run
+        with pytest.raises(InputError, match="another run is writing"):
+            judge(candidates, figures, out, JudgeConfig(backend="heuristic"))
+    assert failures.read_text() == '{"id": "fig0/c0", "reason": "from the other run"}\n'
+    assert out.read_text() == "" and not ties.exists()
 
 
 def vital(*args) -> subprocess.CompletedProcess:

@@ -28,11 +28,11 @@ from typing import Any
 from vital.config import StageConfig, setting
 from vital.conversation import ConversationError, check_turns
 from vital.errors import InputError
-from vital.jsonl import FailureLog, JsonlWriter, failures_path, finished_ids, refuse_input_as_output
+from vital.jsonl import FailureLog, JsonlWriter, finished_ids, refuse_input_as_output
 from vital.judging.heuristic import HeuristicJudge
 from vital.judging.model import ModelJudge
 from vital.llm import Engine, EngineConfig, JobFailed, RunStats, drop_if_empty, run_jobs, sibling_path
-from vital.pairwise import judge_both_orders
+from vital.pairwise import Shown, judge_both_orders
 from vital.progress import Progress
 from vital.records import (
     Candidate,
@@ -61,7 +61,8 @@ class JudgeConfig(StageConfig):
     pairwise: bool = setting(False, "Compare candidates of a figure in both orders; write preferences.")
     temperature: float = setting(0.0, "Sampling temperature of the judge.")
     max_tokens: int = setting(512, "Longest reply, in tokens.")
-    cache_file: Path | None = setting(None, "Response cache to use (default: OUT's .llm.sqlite).")
+    cache_file: Path | None = setting(None, "Response cache to use (default: OUT's .llm.sqlite).",
+                                      changes_output=False)
 
     def validate(self) -> None:
         if self.pairwise and self.unit != "conversation":
@@ -100,26 +101,24 @@ def pair_key(a: str, b: str) -> str:
     return "\t".join(sorted((a, b)))
 
 
-def _is_path(source: object) -> bool:
-    return isinstance(source, str | Path)
-
-
 def _figures(figures: FigureSource) -> dict[str, Figure]:
     index = figure_index(figures)
     if not index:
-        if _is_path(figures):
-            raise InputError("has no figure records", path=figures)  # type: ignore[arg-type]
+        if isinstance(figures, str | Path):
+            raise InputError("has no figure records", path=figures)
         raise InputError("no figures given", field="figures")
     return index
 
 
 def _grouped_candidates(candidates: CandidateSource, figures: dict[str, Figure]) -> dict[str, list[Candidate]]:
     """Candidates by figure, each checked (known figure, unique id, alternating turns) before any call."""
-    path = Path(candidates) if _is_path(candidates) else None  # type: ignore[arg-type]
-    if path is not None:
+    path: Path | None = None
+    numbered: Iterator[tuple[int | None, Candidate]]
+    if isinstance(candidates, str | Path):
+        path = Path(candidates)
         numbered = iter_candidates(path, figures)  # checks figures and ids, naming the line
     else:
-        numbered = _checked_records(candidates, figures)  # type: ignore[arg-type]
+        numbered = _checked_records(candidates, figures)
     groups: dict[str, list[Candidate]] = defaultdict(list)
     for line, candidate in numbered:
         try:
@@ -182,7 +181,7 @@ async def _compare(judge: Judge, item: _Item) -> Preference | Tie:
     a, b = item.candidate, item.other
     assert b is not None
 
-    def prefer(first: Candidate, second: Candidate) -> Awaitable[tuple[Any, str]]:
+    def prefer(first: Candidate, second: Candidate) -> Awaitable[tuple[Shown, str]]:
         return judge.prefer(item.figure, item.image, first.conversations, second.conversations)
 
     both = await judge_both_orders(prefer, a, b)
@@ -224,7 +223,7 @@ def judge(
     """
     config = config or JudgeConfig()
     out = Path(out)
-    refuse_input_as_output(out, *(source for source in (candidates, figures) if _is_path(source)))  # type: ignore[misc]
+    refuse_input_as_output(out, *(source for source in (candidates, figures) if isinstance(source, str | Path)))
     if out.is_dir():
         raise InputError("is a directory; expected a file", path=out)
     figure_by_id = _figures(figures)
@@ -262,6 +261,5 @@ def judge(
                          skipped=len(units) - len(todo), title=title + (", heuristic" if offline else ""),
                          engine_config=None if offline else engine or EngineConfig(), out=out,
                          cache=config.cache_file, progress=progress)
-    failures_file = failures_path(out)
-    return JudgeResult(out=out, failures=failures_file if stats.failed else None, failed=stats.failed,
+    return JudgeResult(out=out, failures=failures.path if stats.failed else None, failed=stats.failed,
                        written=writer.count, ties=tie_count, stats=stats)
