@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,15 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def make_corpus(root: Path, n_figures: int = 60, *, judge_prefers_off_topic: bool = False) -> dict[str, Path]:
+def make_corpus(
+    root: Path, n_figures: int = 60, *, judge_prefers_off_topic: bool = False, clinicians_prefer: str = "good"
+) -> dict[str, Path]:
     """Figures with small images (every 7th missing), three candidates each, clinician pairs and judge scores.
 
     Per figure: a ``good`` answer restating its own finding, a ``hedge``, and an ``off`` answer that
-    describes another figure.  Clinicians prefer good over both.  The judge scores good 8, off 5,
-    hedge 2 -- or, with ``judge_prefers_off_topic``, rates the off-topic answer above the good one.
+    describes another figure.  Clinicians prefer ``clinicians_prefer`` (good) over the other two.  The
+    judge scores good 8, off 5, hedge 2 -- or, with ``judge_prefers_off_topic``, rates the off-topic answer
+    above the good one.
     """
     rng = random.Random(0)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -82,11 +86,11 @@ def make_corpus(root: Path, n_figures: int = 60, *, judge_prefers_off_topic: boo
                 }
             )
             scores.append({"candidate_id": cid, "score": judge[kind], "source": "model", "judge": "test"})
-        for rejected in ("hedge", "off"):
+        for rejected in sorted(set(answers) - {clinicians_prefer}):
             preferences.append(
                 {
                     "figure_id": figure["id"],
-                    "chosen": f"{figure['id']}-good",
+                    "chosen": f"{figure['id']}-{clinicians_prefer}",
                     "rejected": f"{figure['id']}-{rejected}",
                     "source": "human",
                     "annotator": "dr-a",
@@ -324,6 +328,100 @@ def test_without_clinician_pairs_judge_pairs_of_held_out_figures_are_the_yardsti
     assert selector.metrics["held_out"]["agreement"] >= 0.9
 
 
+@pytest.mark.parametrize("kind", ["good", "hedge"])
+def test_the_kind_clinicians_prefer_ranks_first_on_figures_it_never_saw(tmp_path, kind):
+    paths = make_corpus(tmp_path / "corpus", clinicians_prefer=kind)
+    candidates, figures, preferences, _ = load(paths)
+    seen = {f"f{i}" for i in range(40)}
+    train = [c for c in candidates if c.figure_id in seen]
+    unseen = [c for c in candidates if c.figure_id not in seen]
+    selector = Selector(SelectorConfig(**FAST), cache_dir=tmp_path / "cache")
+    selector.fit(train, figures, preferences=preferences)
+    values = selector.predict(unseen, figures)
+    best: dict[str, tuple[float, str]] = {}
+    for candidate, value in zip(unseen, values, strict=True):
+        best[candidate.figure_id] = max(best.get(candidate.figure_id, (-np.inf, "")), (value, candidate.id))
+    winners = [cid.rsplit("-", 1)[1] for _, cid in best.values()]
+    assert len(winners) == 20 and winners.count(kind) >= 18, winners  # a selector that learnt nothing: ~7
+    assert selector.score(unseen, figures, preferences=preferences) >= 0.9  # agreement, like scikit-learn's score
+
+
+def test_training_is_deterministic_for_a_seed_and_leaves_the_global_rngs_alone(corpus, tmp_path):
+    import torch
+
+    candidates, figures, preferences, scores = load(corpus)
+    config = SelectorConfig(**{**FAST, "epochs": 3, "dropout": 0.3})
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+
+    def fit(seed: int) -> np.ndarray:
+        selector = Selector(replace(config, seed=seed), cache_dir=tmp_path / "cache")
+        return selector.fit(candidates, figures, preferences=preferences, scores=scores).predict(candidates, figures)
+
+    first = fit(0)
+    torch.manual_seed(123)  # a caller's own use of the global generators changes nothing
+    np.random.seed(123)
+    np.random.random(5)
+    assert np.array_equal(first, fit(0))
+    assert not np.allclose(first, fit(1))
+    torch.random.set_rng_state(torch_state)
+    np.random.set_state(numpy_state)
+    fit(2)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1])
+
+
+def test_loss_curves_are_per_unit_weight_whatever_the_human_weight(corpus, tmp_path):
+    candidates, figures, preferences, _ = load(corpus)
+    curves = {}
+    for weight in (1.0, 100.0):
+        config = SelectorConfig(**{**FAST, "epochs": 3, "human_weight": weight})
+        selector = Selector(config, cache_dir=tmp_path / "cache")
+        curves[weight] = selector.fit(candidates, figures, preferences=preferences).curves
+    for point in curves[100.0]:
+        assert 0 <= point["held_out_loss"] < 1.5 and 0 <= point["train_loss"] < 1.5  # a hinge of margin 1
+    first_epoch = [curves[w][0]["held_out_loss"] for w in (1.0, 100.0)]
+    assert first_epoch[1] < 2 * first_epoch[0] + 0.1  # not 100 times the loss at weight 1
+
+
+def test_sweep_without_clinician_pairs_says_the_weight_has_no_effect(corpus, tmp_path, caplog):
+    from vital.selector import sweep_human_weight
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "sweep.png").write_bytes(b"an earlier sweep's plot")
+    config = SelectorConfig(**{**FAST, "epochs": 2})
+    with caplog.at_level("WARNING", logger="vital"):
+        result = sweep_human_weight(corpus["candidates"], corpus["figures"], out, config, weights=[1, 10, 100],
+                                    scores=corpus["scores"], cache_dir=tmp_path / "cache")
+    assert [r.getMessage() for r in caplog.records] == [result.note]
+    assert "has no effect" in result.note and "trained one selector (w1)" in result.note
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["weight_has_effect"] is False and saved["clinician_pairs"] == 0 and saved["note"] == result.note
+    assert [run["human_weight"] for run in saved["runs"]] == [1.0] and saved["runs"][0]["agreement"] > 0.5
+    assert not (out / "sweep.png").exists() and not (out / "w10").exists()
+
+
+def test_an_empty_scores_file_is_named_before_any_encoder_loads(corpus, tmp_path, monkeypatch):
+    import vital.selector.model
+
+    def no_encoder(spec):
+        raise AssertionError("an encoder was loaded before the inputs were checked")
+
+    monkeypatch.setattr(vital.selector.model, "load_text_encoder", no_encoder)
+    monkeypatch.setattr(vital.selector.model, "load_image_encoder", no_encoder)
+    empty = tmp_path / "scores.jsonl"
+    empty.write_text("")
+    selector = Selector(SelectorConfig(), cache_dir=tmp_path / "cache")
+    with pytest.raises(InputError, match="has no records") as error:
+        selector.fit(corpus["candidates"], corpus["figures"], scores=empty, preferences=corpus["preferences"])
+    assert error.value.path == str(empty)
+    selector_scores = write_jsonl(tmp_path / "selector.jsonl", [{"candidate_id": "f1-good", "score": 1.0,
+                                                                  "source": "selector"}])
+    with pytest.raises(InputError, match="no judge scores") as error:
+        selector.fit(corpus["candidates"], corpus["figures"], scores=selector_scores)
+    assert error.value.path == str(selector_scores)
+
+
 # -- open_clip towers, from a tiny random-weight model built from a config (no download) -----------------
 TINY_CLIP = {
     "embed_dim": 32,
@@ -503,37 +601,51 @@ def test_cli_train_score_sweep_end_to_end(corpus, tmp_path):
     ).is_file()
 
 
-def test_cli_reports_bad_preferences_with_file_and_line(corpus, tmp_path):
+def run_vital(*args: str):
+    """``vital ARGS`` in a subprocess, as a user runs it (exit status, stderr)."""
     import subprocess
     import sys
 
+    return subprocess.run([sys.executable, "-m", "vital", *args], capture_output=True, text=True)
+
+
+def test_cli_reports_bad_preferences_with_file_and_line(corpus, tmp_path):
     bad = tmp_path / "prefs.jsonl"
     bad.write_text('{"chosen": "f1-good", "rejected": "f1-hedge", "source": "human"}\n{"chosen": "x"}\n')
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vital",
-            "selector",
-            "train",
-            "--candidates",
-            str(corpus["candidates"]),
-            "--figures",
-            str(corpus["figures"]),
-            "--preferences",
-            str(bad),
-            "--out",
-            str(tmp_path / "m"),
-            "--text-encoder",
-            "hashing",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_vital(
+        "selector", "train", "--candidates", str(corpus["candidates"]), "--figures", str(corpus["figures"]),
+        "--preferences", str(bad), "--out", str(tmp_path / "m"), "--text-encoder", "hashing",
+        "--cache-dir", str(tmp_path / "cache"),
     )
     assert result.returncode == 2
     assert f"{bad}:2: field '" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "kind", "message"),
+    [
+        ("--candidates", "empty", "has no records"),
+        ("--scores", "empty", "has no records"),
+        ("--preferences", "empty", "has no records"),
+        ("--candidates", "directory", "is a directory"),
+        ("--scores", "directory", "is a directory"),
+        ("--figures", "directory", "is a directory"),
+    ],
+)
+def test_cli_train_refuses_empty_files_and_directories_naming_them(corpus, tmp_path, flag, kind, message):
+    bad = tmp_path / "bad"
+    if kind == "empty":
+        bad.write_text("")
+    else:
+        bad.mkdir()
+    inputs = {"--candidates": corpus["candidates"], "--figures": corpus["figures"], "--scores": corpus["scores"],
+              flag: bad}
+    args = [str(part) for pair in inputs.items() for part in pair]
+    result = run_vital("selector", "train", *args, "--out", str(tmp_path / "m"), "--cache-dir",
+                       str(tmp_path / "cache"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {bad}: {message}"), lines
+    assert not (tmp_path / "m").exists()
 
 
 def test_a_repeated_candidate_id_names_the_line(corpus, tmp_path):
