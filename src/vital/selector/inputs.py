@@ -1,10 +1,10 @@
 """The selector's inputs, from paths or records, checked at the boundary.
 
 Each reader takes what the API takes (a path, or records already in memory;
-see :mod:`vital.records`) and gives what training and scoring use.  A path
-that is a directory, or a file without records, is an
-:class:`~vital.errors.InputError` naming that file, raised before any
-encoder is loaded.
+see :mod:`vital.records`) and gives what training and scoring use.  A file
+without records is an :class:`~vital.errors.InputError` naming that file (as
+is a directory or a missing file, through :func:`vital.jsonl.input_file`);
+training and scoring read every input before they load an encoder.
 """
 
 from __future__ import annotations
@@ -34,16 +34,10 @@ def is_path(source: object) -> bool:
     return isinstance(source, str | Path)
 
 
-def _refuse_directory(source: object) -> None:
-    if is_path(source) and Path(source).is_dir():  # type: ignore[arg-type]
-        raise InputError("is a directory, not a JSONL file", path=source)  # type: ignore[arg-type]
-
-
 def figures(source: FigureSource | None) -> dict[str, Figure]:
     """Figures by id (``{}`` without figures)."""
     if source is None:
         return {}
-    _refuse_directory(source)
     index = figure_index(source)
     if not index and is_path(source):
         raise InputError("has no records", path=source)  # type: ignore[arg-type]
@@ -52,7 +46,6 @@ def figures(source: FigureSource | None) -> dict[str, Figure]:
 
 def candidates(source: CandidateSource, index: Mapping[str, Figure]) -> list[Candidate]:
     """The candidates, images resolved (else their figure's); with figures in ``index``, each must name one."""
-    _refuse_directory(source)
     out = read_candidates(source, index or None)
     if not out:
         if is_path(source):
@@ -67,7 +60,6 @@ def judge_scores(source: ScoreSource | None) -> dict[str, float]:
         return {}
     if not is_path(source):
         return read_scores(source, source="model")
-    _refuse_directory(source)
     records = list(read_records(source, Score))  # type: ignore[arg-type]
     if not records:
         raise InputError("has no records", path=source)  # type: ignore[arg-type]
@@ -82,7 +74,6 @@ def preferences(source: PreferenceSource | None) -> list[Preference]:
     """Preference records (clinician pairs and judge verdicts)."""
     if source is None:
         return []
-    _refuse_directory(source)
     out = read_preferences(source)
     if not out and is_path(source):
         raise InputError("has no records", path=source)  # type: ignore[arg-type]
