@@ -25,7 +25,7 @@ from vital.generation import (
     parse_conversation,
 )
 from vital.generation.run import leading_id
-from vital.jsonl import failures_path, finished_ids
+from vital.jsonl import FailureLog, failures_path, finished_ids
 from vital.llm import EngineConfig, ReplyError
 from vital.records import Figure, Turn
 
@@ -423,6 +423,40 @@ def test_a_server_echoing_the_key_leaves_it_in_no_file(tmp_path, monkeypatch):
     for file in files:
         data = file.read_bytes()
         assert KEY.encode() not in data and KEY[-8:].encode() not in data, file
+
+
+def test_a_run_refused_because_another_holds_the_output_touches_nothing(tmp_path):
+    figures = write_figures(tmp_path, 20)
+    out = tmp_path / "candidates.jsonl"
+    failures = failures_path(out)
+
+    def command(double) -> list[str]:
+        return [VITAL, "generate", str(figures), "--out", str(out), "--base-url", double.base_url,
+                "--model", "double-vlm", "--concurrency", "2", "--max-retries", "0"]
+
+    with running_double(DoubleConfig(latency=0.1, faults={"malformed": 0.4})) as double:
+        first = subprocess.Popen(command(double), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120  # generous: the machine may be busy
+        while not (_lines(out) and _lines(failures)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)  # hold the first run still while the second tries
+        try:
+            before = out.read_bytes(), failures.read_bytes()
+            assert before[0] and before[1]
+            second = subprocess.run(command(double), capture_output=True, text=True, timeout=60)
+            with pytest.raises(InputError, match="another run is writing"), FailureLog(out, "generate"):
+                pass  # even opened first, the failures file is left alone while its run holds it
+            after = out.read_bytes(), failures.read_bytes()
+        finally:
+            first.send_signal(signal.SIGCONT)
+        first_stderr = first.communicate(timeout=120)[1].decode()
+    assert second.returncode == 2 and second.stderr.splitlines() == [
+        f"error: {out}: another run is writing to this file; wait for it or choose another output"]
+    assert after == before
+    assert first.returncode == 1, first_stderr
+    written = [json.loads(line)["id"] for line in _lines(out)]
+    failed = [json.loads(line)["id"] for line in _lines(failures)]
+    assert sorted(written + failed) == sorted(f"fig{i}/c{k}" for i in range(20) for k in (0, 1))
 
 
 def test_cli_refused_key_stops_with_one_line_and_status_2(tmp_path):

@@ -312,26 +312,39 @@ def dumps(record: BaseModel | dict[str, Any]) -> str:
 
 
 class JsonlWriter:
-    """Append records to a JSONL file, one flushed line each.
+    """Append records to a JSONL file, one flushed line each, holding the file's lock.
 
-    Opening cuts off a torn last line (the fragment is reported, never merged
-    with the next record).  Use as a context manager.
+    Opening takes an exclusive lock on the file before anything else, so a
+    second run writing to it is refused (:class:`InputError`) before it
+    changes anything; then a torn last line is cut off (the fragment is
+    reported, never merged with the next record).  With ``remove_if_empty``
+    the file is removed on closing if it is empty, still under the lock.  Use
+    as a context manager.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, remove_if_empty: bool = False) -> None:
         self.path = Path(path)
         self.count = 0
+        self.remove_if_empty = remove_if_empty
         self._handle: IO[str] | None = None
 
-    def __enter__(self) -> JsonlWriter:
+    def _lock(self) -> IO[str]:
+        """The file open for appending and locked; another run holding it is an :class:`InputError`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a", encoding="utf-8")
-        try:  # two runs appending to one file would duplicate records: the second one stops
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise InputError("another run is writing to this file; wait for it or choose another output",
-                             path=self.path) from None
+        while True:
+            handle = self.path.open("a", encoding="utf-8")
+            try:  # two runs appending to one file would duplicate records: the second one stops
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise InputError("another run is writing to this file; wait for it or choose another output",
+                                 path=self.path) from None
+            if _same_file(handle, self.path):
+                return handle
+            handle.close()  # the run that held it removed the file meanwhile: lock the new one
+
+    def __enter__(self) -> JsonlWriter:
+        handle = self._lock()
         torn = torn_tail_length(self.path)
         if torn:
             size = self.path.stat().st_size
@@ -349,11 +362,23 @@ class JsonlWriter:
 
     def close(self) -> None:
         if self._handle is not None:
+            if self.remove_if_empty and os.fstat(self._handle.fileno()).st_size == 0 \
+                    and _same_file(self._handle, self.path):
+                self.path.unlink()
             self._handle.close()
             self._handle = None
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _same_file(handle: IO[Any], path: Path) -> bool:
+    """Does ``path`` still name the file ``handle`` has open (it may have been removed or replaced)?"""
+    try:
+        named, held = os.stat(path), os.fstat(handle.fileno())
+    except FileNotFoundError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def sibling_path(output: str | Path, tag: str) -> Path:
@@ -372,16 +397,20 @@ class FailureLog(JsonlWriter):
 
     The file is started afresh by each run: a rerun retries every earlier
     failure (none of them is in the output), so the file always lists what the
-    latest run could not produce, never items that have since succeeded.
+    latest run could not produce, never items that have since succeeded.  It
+    is emptied only once its lock is held, so a run refused because another
+    one is writing leaves the other's list alone; and it is removed on closing
+    when nothing failed.  Open it after the output's :class:`JsonlWriter`, so
+    that a refused run is refused by the output it wanted and names it.
     """
 
     def __init__(self, output: str | Path, stage: str) -> None:
-        super().__init__(failures_path(output))
+        super().__init__(failures_path(output), remove_if_empty=True)
         self.stage = stage
 
     def __enter__(self) -> FailureLog:
-        self.path.unlink(missing_ok=True)
-        super().__enter__()
+        self._handle = self._lock()
+        self._handle.truncate(0)
         return self
 
     def record(self, item_id: str, reason: str, **details: Any) -> None:

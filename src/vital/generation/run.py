@@ -48,7 +48,7 @@ from vital.jsonl import (
     validation_to_input_error,
     warn,
 )
-from vital.llm import Engine, EngineConfig, JobFailed, RunStats, drop_if_empty, run_jobs
+from vital.llm import Engine, EngineConfig, JobFailed, RunStats, run_jobs
 from vital.progress import Progress
 from vital.records import Candidate, Figure, FigureSource, portable_path, resolve_image
 
@@ -288,7 +288,8 @@ def generate(figures: FigureSource, out: str | Path, config: GenerateConfig | No
     def make_work(engine: Engine | None) -> Callable[[_Job], Awaitable[Candidate]]:
         return write_from_caption if engine is None else lambda job: ask_model(engine, job)
 
-    with JsonlWriter(out) as writer, FailureLog(out, "generate") as failures, drop_if_empty(failures.path):
+    # the output's lock first: a run refused because another one is writing touches nothing
+    with JsonlWriter(out) as writer, FailureLog(out, "generate") as failures:
         done = finished_ids(out)
         skipped = [0]
         if from_file:
