@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,6 +160,96 @@ def test_resume_reads_leading_ids_and_still_checks_the_lines_it_needs(tmp_path):
         generate(figures, out, GenerateConfig(backend="caption", candidates=1))
     assert (error.value.line, error.value.field) == (4, "caption")
     assert len(out.read_text().splitlines()) == 3  # what was produced before the bad line is kept
+
+
+def test_figure_records_are_accepted_as_well_as_a_file(tmp_path):
+    figures = [Figure(id=f"r{i}", caption=f"Axial CT of the chest, case {i}.") for i in range(3)]
+    out = tmp_path / "candidates.jsonl"
+    result = generate(iter(figures), out, GenerateConfig(backend="caption", candidates=2))
+    assert (result.stats.done, result.failed, result.failures) == (6, 0, None)
+    assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == sorted(
+        f"r{i}/c{k}" for i in range(3) for k in (0, 1))
+    again = generate({f.id: f for f in figures}, out, GenerateConfig(backend="caption", candidates=2))
+    assert (again.stats.done, again.stats.skipped) == (0, 6)
+    with pytest.raises(InputError, match="no figure records"):
+        generate([], tmp_path / "none.jsonl", GenerateConfig(backend="caption"))
+    assert not (tmp_path / "none.jsonl").exists()
+
+
+def _bad_figures(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "figures.jsonl"
+    contents = {
+        "empty": b"",
+        "blank lines": b"\n  \n\n",
+        "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\n",
+        "non-UTF-8": b'{"id": "f\xff", "caption": "x"}\n',
+        "torn last line": b'{"id": "fig0", "caption": "Axial CT',
+        "wrong JSON type": b'["fig0", "Axial CT"]\n',
+        "missing field": b'{"id": "fig0"}\n',
+        "wrong field type": b'{"id": "fig0", "caption": ["Axial CT"]}\n',
+    }
+    if kind == "directory":
+        path.mkdir()
+    elif kind != "missing file":
+        path.write_bytes(contents[kind])
+    return path
+
+
+BAD_FIGURES = {
+    "empty": "has no records", "blank lines": "has no records", "directory": "is a directory",
+    "missing file": "file not found", "binary": ":1: not valid JSON", "non-UTF-8": ":1: not valid JSON",
+    "torn last line": ":1: not valid JSON", "wrong JSON type": ":1: expected a JSON object",
+    "missing field": ":1: field 'caption': required field is missing",
+    "wrong field type": ":1: field 'caption': ",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FIGURES))
+def test_bad_figures_files_are_input_errors_naming_the_file_and_touch_no_output(tmp_path, kind):
+    figures = _bad_figures(tmp_path, kind)
+    out = tmp_path / "candidates.jsonl"
+    out.write_text('{"id":"old/c0","figure_id":"old","conversations":[]}\n')
+    before = out.read_bytes()
+    with pytest.raises(InputError) as error:
+        generate(figures, out, GenerateConfig(backend="caption"))
+    assert str(error.value).startswith(f"{figures}") and BAD_FIGURES[kind] in str(error.value)
+    assert out.read_bytes() == before and not failures_path(out).exists()
+
+
+def test_cli_bad_input_is_one_error_line_and_exit_2(tmp_path):
+    figures = write_figures(tmp_path, 2)
+    (tmp_path / "empty").mkdir()
+    empty = _bad_figures(tmp_path / "empty", "empty")
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    out = tmp_path / "c.jsonl"
+    is_a_directory = f"error: {folder}: is a directory; expected a file"
+    cases = [
+        ([str(empty), "--out", str(out)], f"error: {empty}: has no records"),
+        ([str(folder), "--out", str(out)], is_a_directory),
+        ([str(figures), "--out", str(out), "--shard", "4/4"], "error: field '--shard': '4/4': need 0 <= i < n"),
+        ([str(figures), "--out", str(out), "--demos", str(folder)], is_a_directory),
+    ]
+    for arguments, message in cases:
+        result = subprocess.run([VITAL, "generate", *arguments], capture_output=True, text=True, timeout=60)
+        assert (result.returncode, result.stderr.splitlines()) == (2, [message]), arguments
+    assert not out.exists()
+
+
+def test_bad_settings_name_the_setting(tmp_path):
+    for values, message in [
+        (dict(shard="4/4"), "field 'shard': '4/4': need 0 <= i < n"),
+        (dict(demo_policy="closest"), "field 'demo_policy': unknown policy"),
+        (dict(candidates=0), "field 'candidates': must be at least 1"),
+        (dict(max_tokens=0), "field 'max_tokens': must be at least 1"),
+        (dict(backend="llava"), "field 'backend': 'llava' is not one of openai, caption"),
+    ]:
+        with pytest.raises(InputError, match=re.escape(message)):
+            GenerateConfig(**values)
+    figures = write_figures(tmp_path, 1)
+    (tmp_path / "a-folder").mkdir()
+    with pytest.raises(InputError, match="a-folder: is a directory"):
+        generate(figures, tmp_path / "a-folder", GenerateConfig(backend="caption"))
 
 
 # --- demonstrations -----------------------------------------------------------------------------

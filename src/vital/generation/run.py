@@ -153,7 +153,10 @@ _LEADING_ID = re.compile(rb'^\{\s*"id"\s*:\s*"([^"\\\n]*)"')
 def leading_id(raw: bytes) -> str | None:
     """The id of a JSON line that starts with ``{"id": "..."`` (no escapes), without parsing the line."""
     match = _LEADING_ID.match(raw)
-    return match.group(1).decode("utf-8") if match else None
+    try:
+        return match.group(1).decode("utf-8") if match else None
+    except UnicodeDecodeError:
+        return None  # the line is parsed, and its error reported with its line number
 
 
 _KS = tuple(str(k) for k in range(1000))  # candidate numbers as they appear in ids
