@@ -127,11 +127,11 @@ def write_corpus(root: Path) -> tuple[Path, Path, Path]:
 
 
 def main() -> None:
+    from vital.conversation import conversation_text
     from vital.records import figure_index, read_candidates, read_scores
-    from vital.selection import SelectionPolicy, export_llava, select_candidates, write_report
+    from vital.selection import SelectConfig, select
     from vital.selector import Featurizer, Selector, SelectorConfig
     from vital.selector.encoders import HashingTextEncoder, ImageDescriptor, SentenceEncoder
-    from vital.selector.features import conversation_text
 
     console = Console()
     rows: list[tuple[str, str, str, str]] = []
@@ -161,7 +161,7 @@ def main() -> None:
 
         text, image = Counted(HashingTextEncoder()), Counted(ImageDescriptor())
         cache = root / "cache"
-        featurizer = Featurizer(text, image, "split", cache, show_progress=False)
+        featurizer = Featurizer(text, image, "split", cache)
         started = time.perf_counter()
         features = featurizer.transform(candidates, figures)
         add(
@@ -178,7 +178,7 @@ def main() -> None:
 
         unique_texts = text.items
         minilm = SentenceEncoder()
-        sample = [conversation_text(c) for c in candidates[:300]]
+        sample = [conversation_text(c.conversations) for c in candidates[:300]]
         minilm.encode(sample[:8])  # load the model outside the timing
         started = time.perf_counter()
         minilm.encode(sample)
@@ -198,9 +198,7 @@ def main() -> None:
             patience=0,
             held_out=0.05,
         )
-        selector = Selector(
-            config, text_encoder=text, image_encoder=image, cache_dir=cache, show_progress=False
-        )
+        selector = Selector(config, text_encoder=text, image_encoder=image, cache_dir=cache)
         started = time.perf_counter()
         selector.fit(candidates, figures, scores=judge, features=features)
         pairs = selector.metrics["pairs"]
@@ -213,19 +211,17 @@ def main() -> None:
         )
 
         started = time.perf_counter()
-        values = selector.score(candidates, figures, features=features)
+        values = selector.predict(candidates, features=features)
         add("score", time.perf_counter() - started, f"{len(values):,} candidates")
 
         started = time.perf_counter()
         scores = dict(zip((c.id for c in candidates), values.tolist(), strict=True))
-        policy = SelectionPolicy(top_fraction=0.4, per_figure=2)
-        result = select_candidates(candidates, scores, policy, figures)
-        export_llava(result, root / "selected.json")
-        write_report(result, root / "selected.json")
+        result = select(candidates, scores, root / "selected.json", SelectConfig(top_fraction=0.4, per_figure=2),
+                        figures=figures)
         add(
             "select + export + report",
             time.perf_counter() - started,
-            f"kept {len(result.kept):,} (top 40 %, <= 2 per figure, near-duplicates removed)",
+            f"kept {result.kept:,} (top 40 %, <= 2 per figure, near-duplicates removed)",
         )
 
     table = Table(
