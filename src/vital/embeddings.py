@@ -2,9 +2,9 @@
 
 ``encode_cached`` is the one place where anything is embedded: it removes
 duplicate inputs, looks each up in an :class:`EmbeddingCache`, encodes only the
-misses in batches (with a progress bar) and stores them, so a second run over
-the same corpus encodes nothing.  The selector's image features go through it
-too.
+misses in batches (reporting to a :class:`vital.progress.Progress` if given)
+and stores them, so a second run over the same corpus encodes nothing.  The
+selector's features and sampling's image vectors go through it too.
 
 The cache is a folder per encoder: ``vectors.f32`` (rows of float32, appended,
 read through a memory map) and ``keys.txt`` (one content hash per row).  Rows
