@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         if config.merge:
             typer.echo(f"merged {result.merged} records ({result.merge_duplicates} duplicates removed)")
         typer.echo(f"report: {result.report}")
-        exit_if_failed(result.failed, result.failures, "candidates")
+        if result.failures is not None:
+            exit_if_failed(result.failed, result.failures, "candidates")
 
     group = typer.Typer(help="Candidate records from other sources.", no_args_is_help=True)
     app.add_typer(group, name="candidates")

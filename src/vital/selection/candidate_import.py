@@ -67,7 +67,7 @@ def import_candidates(
                 candidate_id = f"{source.stem}:{llava.line}:{candidate_id}"
                 result.renamed_ids += 1
             seen.add(candidate_id)
-            record = {
+            record: dict[str, Any] = {
                 "id": candidate_id,
                 "figure_id": figure_id,
                 "image": portable_path(image, out.resolve().parent) if image else None,

@@ -123,26 +123,26 @@ def export_llava(
     duplicates = 0
     for source in merge:
         for llava in read_llava(require_file(source)):
-            record: dict[str, Any] = {"id": llava.id}
+            entry: dict[str, Any] = {"id": llava.id}
             if llava.image:
-                record["image"] = llava.image
-            record["conversations"] = to_llava(llava.turns)
-            key = duplicate_key(record)
+                entry["image"] = llava.image
+            entry["conversations"] = to_llava(llava.turns)
+            key = duplicate_key(entry)
             if key in seen_content:
                 duplicates += 1
                 continue
             seen_content.add(key)
             if merge_images and llava.image:
                 try:
-                    record["image"] = export_image(str(resolve_image(llava.image, merge_images)), out, root,
-                                                   converted)
+                    entry["image"] = export_image(str(resolve_image(llava.image, merge_images)), out, root,
+                                                  converted)
                 except ImageError as exc:
                     raise InputError(f"image cannot be read ({exc})", path=llava.path, line=llava.line,
                                      field="image") from None
-            if record["id"] in seen_ids:
-                record["id"] = f"{Path(source).stem}:{record['id']}"
-            seen_ids.add(record["id"])
-            merged.append(record)
+            if entry["id"] in seen_ids:
+                entry["id"] = f"{Path(source).stem}:{entry['id']}"
+            seen_ids.add(entry["id"])
+            merged.append(entry)
     failures_path(out).unlink(missing_ok=True)  # the export is rewritten whole, and so are its failures
     unexportable = selection.unexportable
     if unexportable:

@@ -187,10 +187,11 @@ def select_candidates(
         score = scores.get(candidate.id)
         decision = Decision(candidate, score, candidate_domain(candidate, figures))
         _decide_exportable(decision, config.keep_missing_images)
-        if not decision.reason and (score is None or math.isnan(score)):
-            decision.reason = "no score"
-        elif not decision.reason and config.min_score is not None and score < config.min_score:
-            decision.reason = "below the minimum score"
+        if decision.unexportable is None:
+            if score is None or math.isnan(score):
+                decision.reason = "no score"
+            elif config.min_score is not None and score < config.min_score:
+                decision.reason = "below the minimum score"
         decisions.append(decision)
     eligible = sorted((d for d in decisions if not d.reason), key=lambda d: (-(d.score or 0.0), d.candidate.id))
     scored = sum(1 for d in decisions if d.score is not None and not math.isnan(d.score))

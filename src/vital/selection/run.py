@@ -52,21 +52,22 @@ class SelectResult:
     """domain -> ``Counter(kept=..., dropped=...)``."""
 
 
-def _is_path(source: object) -> bool:
-    return isinstance(source, str | Path)
-
-
 def _chosen_scores(scores: ScoreSource, source: str) -> tuple[dict[str, float], str | None]:
     """The scores of ``source`` ("auto": selector scores if there are any, else model scores)."""
     if isinstance(scores, Mapping):
         if not scores:
             raise InputError("no scores given", field="scores")
         return dict(scores), None
-    path = require_file(scores) if _is_path(scores) else None
-    records = list(read_records(path, Score) if path else scores)  # type: ignore[arg-type]
-    if not records:
-        raise InputError("the file has no records" if path else "no scores given", path=path,
-                         field=None if path else "scores")
+    path: Path | None = None
+    if isinstance(scores, str | Path):
+        path = require_file(scores)
+        records = list(read_records(path, Score))
+        if not records:
+            raise InputError("the file has no records", path=path)
+    else:
+        records = list(scores)
+        if not records:
+            raise InputError("no scores given", field="scores")
     chosen = source
     if source == "auto":
         chosen = "selector" if any(record.source == "selector" for record in records) else "model"
@@ -97,13 +98,13 @@ def select(
     config = config or SelectConfig()
     out = Path(out)
     for path in (candidates, figures, *config.merge):
-        if _is_path(path):
-            require_file(path)  # type: ignore[arg-type]
+        if isinstance(path, str | Path):
+            require_file(path)
     figure_records = figure_index(figures) if figures is not None else None
     candidate_list = read_candidates(candidates, figure_records)
     if not candidate_list:
-        if _is_path(candidates):
-            raise InputError("the file has no records", path=candidates)  # type: ignore[arg-type]
+        if isinstance(candidates, str | Path):
+            raise InputError("the file has no records", path=candidates)
         raise InputError("no candidates given", field="candidates")
     values, chosen = _chosen_scores(scores, config.source)
     selection = select_candidates(candidate_list, values, config, figure_records)
