@@ -114,7 +114,7 @@ def sweep_row(server: Server, concurrency: int) -> tuple[int, tuple[float, float
                 return (await engine.complete(messages, max_tokens=256)).text
 
             await map_jobs(range(count), one, on_result=lambda i, text: None, on_failure=lambda i, f: None,
-                           workers=engine.workers, total=count, console=Console(quiet=True))
+                           workers=engine.workers, total=count)
         return engine
 
     cpu = time.process_time()
