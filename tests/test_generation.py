@@ -344,6 +344,14 @@ def test_unusable_demonstrations_are_named_counted_and_never_shown(tmp_path, cap
     out = tmp_path / "candidates.jsonl"
     with running_double(DoubleConfig()) as double:
         generate(figures, out, GenerateConfig(candidates=2, demos=path, demo_policy="random:5"), _engine(double))
+        cli = subprocess.run([VITAL, "generate", str(figures), "--out", str(tmp_path / "cli.jsonl"), "--demos",
+                              str(path), "--base-url", double.base_url, "--candidates", "1"],
+                             capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    warnings = [line for line in cli.stderr.splitlines() if line.startswith("warning:")]
+    assert [w.split(": demonstration ")[-1].split(" ")[0].rstrip(":") for w in warnings[:4]] == [
+        "'bare'", "'gpt-twice'", "'gpt-first'", "'unanswered'"]
+    assert "4 of 5 demonstration records are unusable" in warnings[4]
     assert {tuple(json.loads(line)["generator"]["demo_ids"]) for line in out.read_text().splitlines()} == {("good",)}
     for request in double.state.requests:
         prompt = json.dumps(request.body["messages"])
