@@ -111,18 +111,15 @@ def annotate(workspace: Workspace) -> None:
 
 @step("Train the selector on judge scores and any clinician preferences (vital selector train)")
 def train_selector(workspace: Workspace) -> None:
-    from vital.jsonl import read_records
-    from vital.records import Preference, figure_index, read_candidates, read_scores
+    from vital.records import read_preferences
     from vital.selector import Selector, SelectorConfig
 
-    figures = figure_index(workspace.figures)
-    candidates = read_candidates(workspace.candidates, figures)
     clinician = workspace.root / "preferences.jsonl"  # written by `vital annotate export --kind preferences`
     verdicts = workspace.root / "model-preferences.jsonl"  # the judge's pairwise verdicts
-    preferences = [p for path in (clinician, verdicts) if path.exists() for p in read_records(path, Preference)]
+    preferences = [p for path in (clinician, verdicts) if path.exists() for p in read_preferences(path)]
     config = SelectorConfig(human_weight=100, epochs=6)
-    selector = Selector(config, cache_dir=workspace.root / "feature-cache")
-    selector.fit(candidates, figures, preferences=preferences, scores=read_scores(workspace.scores))
+    selector = Selector(config, cache_dir=workspace.root / "feature-cache").fit(
+        workspace.candidates, workspace.figures, scores=workspace.scores, preferences=preferences)
     model_dir = selector.save(workspace.root / "selector")
     metrics = selector.metrics
     held = metrics["held_out"] or {"agreement": float("nan"), "pairs": 0}
@@ -148,18 +145,14 @@ def select_data(workspace: Workspace) -> None:
     from vital.records import figure_index, read_candidates
     from vital.selection import SelectConfig, select
     from vital.selector import Selector
-    from vital.selector.model import write_scores
 
     figures = figure_index(workspace.figures)
     candidates = read_candidates(workspace.candidates, figures)
     selector = Selector.load(workspace.root / "selector", cache_dir=workspace.root / "feature-cache")
-    scores_path = workspace.root / "selector-scores.jsonl"
-    features = selector.features(candidates, figures)
-    values = selector.score(candidates, figures, features=features)
-    write_scores(scores_path, candidates, values, judge="selector:selector")
-    encoded = sum(features.encoded.values())
-    workspace.wrote(scores_path, f"{len(candidates)} selector scores ({encoded} inputs encoded; "
-                                 "the rest came from the feature cache)")
+    scored = selector.write_scores(candidates, figures, workspace.root / "selector-scores.jsonl")
+    scores_path = scored.out
+    workspace.wrote(scores_path, f"{scored.scored} selector scores ({sum(scored.encoded.values())} inputs "
+                                 "encoded; the rest came from the feature cache)")
     result = select(candidates, scores_path, workspace.root / "selected.json",
                     SelectConfig(top_fraction=0.5, per_figure=2), figures=figures)
     workspace.wrote(result.out, f"{result.kept} of {result.considered} conversations in LLaVA format (top half, "
