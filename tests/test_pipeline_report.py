@@ -131,8 +131,11 @@ def make_round(root: Path) -> dict:
         "runs": [{"human_weight": w, "agreement": a, "auc": 0.8, "map": 0.9, "mean_rank": 0.3,
                   "judge_agreement": 0.6667} for w, a in ((1, 0.5), (10, 0.6667), (100, 0.8333))]})
 
-    write_json(root / "tuned" / "tune.json", {"method": "lora", "steps": 120, "examples": 9, "tokens": 48_000,
-                                              "seconds": 75.5, "final_loss": 0.4321, "failed": 0})
+    write_json(root / "tuned" / "tune.json", {  # as vital.tuning.train writes it
+        "status": "finished", "config": {"method": "lora", "epochs": 3.0}, "base": "/models/llava-tiny",
+        "examples": 9, "counts": {"records": 10, "examples": 9, "failed": 1, "truncated": 2}, "steps": 120,
+        "tokens": 48_000, "seconds": 75.5, "final_loss": 0.4321, "world_size": 1})
+    write_jsonl(root / "tuned" / "failures.jsonl", [{"id": "fig9/c1", "reason": "image not found"}])
     write_jsonl(root / "tuned" / "log.jsonl", [
         {"step": s, "epoch": s / 40, "loss": 2.0 / (1 + s / 20), "lr": 2e-4 * (1 - s / 121), "tokens": 400}
         for s in range(1, 121)])
@@ -164,6 +167,7 @@ def make_round(root: Path) -> dict:
                                           finished="2025-01-01T10:05:00+00:00",
                                           versions={"vital": "0.1.0", "python": "3.11.9", "torch": None})
     record.stages["generate"].failed = 2
+    record.stages["judge"].counts["cost_usd"] = 0.125
     record.save()
     return expected
 
@@ -285,6 +289,7 @@ def test_counts_cost_and_run_summary(full_round) -> None:
     assert "cost (est.) $0.49" in text and "tokens 3,240,000" in text and "cached replies" in text
     assert "candidates scored 27" in text and "judge rubric-judge" in text
     assert "pairwise verdicts 9" in text and "ties (incl. order flips) 3" in text
+    assert "cost of the last run (est.) $0.12" in text  # the judge's, from run.json
     assert "generate done 2 min 05 s candidates 27 2" in text  # the stage row: status, duration, counts, failed
     assert "versions vital 0.1.0 · python 3.11.9" in text and "config hash abababababab" in text
     assert "run record as of 2025-01-01T10:05:00+00:00" in text
@@ -323,6 +328,8 @@ def test_tune_loss_and_evaluation_intervals(full_round) -> None:
     page = read_page(root)
     text = page.plain
     assert "optimizer steps 120" in text and "final loss 0.4321" in text and "tuned/log.jsonl 120 steps" in text
+    assert "method lora" in text and "base llava-tiny" in text and "set aside 1" in text and "truncated 2" in text
+    assert "tuned/tune.json finished" in text and "tuned/failures.jsonl 1 records" in text
     assert "closed accuracy 80 60.0 [56.5, 63.5] 70.0 [66.5, 73.5]" in text
     assert "tuned vs base closed accuracy 60.0 70.0 10.0 [3.8, 16.2] 0.0123 mcnemar-exact 80" in text
     assert "tuned vs base bleu 3 2.0 2.5 0.5 [-1.0, 2.0] 0.6000 sign-flip 58" in text  # tabled, not plotted

@@ -538,12 +538,9 @@ def summary_section(round_: RoundFiles, plots: Plots) -> Section:
     if not isinstance(stages, dict) or not stages:
         section.absent = "Not in this folder: run.json (vital run writes it). The sections below show the files found."
         return section
-    from vital.pipeline.config import STAGE_NAMES
-
-    order = [name for name in STAGE_NAMES if name in stages] + sorted(set(stages) - set(STAGE_NAMES))
     rows, statuses, versions = [], Counter(), {}
-    for name in order:
-        entry = stages[name] if isinstance(stages[name], dict) else {}
+    for name, entry in stages.items():  # run.json lists the stages in the order they first ran: pipeline order
+        entry = entry if isinstance(entry, dict) else {}
         status = str(entry.get("status", "?"))
         statuses[status] += 1
         versions = entry.get("versions") or versions
@@ -672,6 +669,13 @@ def _audit_log(path: Path) -> tuple[Counter, dict[str, tuple[int, int]]] | None:
     return statuses, tokens
 
 
+def _run_cost(section: Section, stage: dict[str, Any]) -> None:
+    """The cost run.json records for a model stage's last run (a resumed stage paid for earlier runs too)."""
+    cost = (stage.get("counts") or {}).get("cost_usd")
+    if isinstance(cost, int | float):
+        section.facts.append(("cost of the last run (est.)", f"${cost:,.2f}"))
+
+
 def generation_section(round_: RoundFiles, plots: Plots) -> Section:
     section = _section(round_, "generate", "Generation", "Candidate conversations written per figure, failures and "
                        "cost.")
@@ -708,6 +712,10 @@ def generation_section(round_: RoundFiles, plots: Plots) -> Section:
     else:
         section.notes.append("No candidate carries token usage: they were written without a model (offline "
                              "backend), so there is no cost.")
+    _run_cost(section, round_.stage("generate"))
+    if round_.exists("draft-candidates.jsonl"):
+        section.files.append(round_.state("draft-candidates.jsonl", f"{round_.lines('draft-candidates.jsonl'):,} "
+                                          "drafts of the sample, for clinicians to choose demonstrations from"))
     audit = round_.path("candidates.llm.sqlite")
     log = _audit_log(audit) if audit.is_file() else None
     if log is None:
@@ -742,6 +750,7 @@ def judge_section(round_: RoundFiles, plots: Plots) -> Section:
         section.panels.append(plots.save(figure, "judge-scores", "histogram of judge scores"))
     failed = _add_failures(section, round_, "scores.failures.jsonl")
     section.facts.append(("failed", _int(failed)))
+    _run_cost(section, round_.stage("judge"))
     preferences, ties = round_.lines("model-preferences.jsonl"), round_.lines("model-preferences.ties.jsonl")
     section.files.append(round_.state("model-preferences.jsonl", f"{preferences:,} preferences"))
     section.files.append(round_.state("model-preferences.ties.jsonl", f"{ties:,} ties"))
@@ -1005,34 +1014,43 @@ def tune_section(round_: RoundFiles, plots: Plots) -> Section:
     section.notes += [str(note) for note in round_.stage("tune").get("notes") or []]  # e.g. why it was skipped
     if _nothing_to_show(section, round_, "tuned/tune.json", "tuned/log.jsonl"):
         return section
-    section.files.append(round_.state("tuned/tune.json"))
-    if round_.exists("tuned/tune.json"):
-        summary = round_.json("tuned/tune.json")
-        summary = summary if isinstance(summary, dict) else {}
-        for key, label in (("method", "method"), ("base", "base"), ("steps", "optimizer steps"),
-                           ("examples", "examples"), ("truncated", "truncated"), ("tokens", "tokens"),
-                           ("final_loss", "final loss"), ("world_size", "processes")):
-            if summary.get(key) is not None:
-                section.facts.append((label, _num(summary[key], 4) if key == "final_loss" else _num(summary[key])))
-        if isinstance(summary.get("seconds"), int | float):
-            section.facts.append(("time", _seconds(summary["seconds"])))
-    steps, losses, rates, epochs = [], [], [], []
+    summary = round_.json("tuned/tune.json") if round_.exists("tuned/tune.json") else {}
+    summary = summary if isinstance(summary, dict) else {}
+    section.files.append(round_.state("tuned/tune.json", str(summary.get("status") or "")))
+    _tune_facts(section, summary)
+    steps, losses, rates = [], [], []
     if round_.exists("tuned/log.jsonl"):
         for record in round_.records("tuned/log.jsonl"):
             if isinstance(record.get("step"), int | float) and isinstance(record.get("loss"), int | float):
                 steps.append(record["step"])
                 losses.append(record["loss"])
                 rates.append(record.get("lr") if isinstance(record.get("lr"), int | float) else math.nan)
-                epochs.append(record.get("epoch"))
     section.files.append(round_.state("tuned/log.jsonl", f"{len(steps):,} steps"))
-    failed = _add_failures(section, round_, "tuned/failures.jsonl")
-    if failed:
-        section.facts.append(("records set aside", _int(failed)))
+    _add_failures(section, round_, "tuned/failures.jsonl")
     if steps:
         section.panels.append(_loss_curve(steps, losses, rates, plots))
     else:
         section.notes.append("The training log has no steps yet.")
     return section
+
+
+def _tune_facts(section: Section, summary: dict[str, Any]) -> None:
+    """tune.json (vital.tuning.train): the method, the base, the data kept and set aside, steps, tokens, time."""
+    config = summary.get("config") if isinstance(summary.get("config"), dict) else {}
+    counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
+    method = summary.get("method") or config.get("method")
+    base = summary.get("base")
+    facts = [("method", method), ("base", Path(str(base)).name if base else None),
+             ("examples", summary.get("examples", counts.get("examples"))), ("set aside", counts.get("failed")),
+             ("truncated", counts.get("truncated")), ("optimizer steps", summary.get("steps")),
+             ("tokens", summary.get("tokens")), ("processes", summary.get("world_size"))]
+    section.facts += [(label, _num(value)) for label, value in facts if value is not None]
+    if isinstance(summary.get("final_loss"), int | float):
+        section.facts.append(("final loss", _num(summary["final_loss"], 4)))
+    if isinstance(summary.get("seconds"), int | float):
+        section.facts.append(("time", _seconds(summary["seconds"])))
+    if summary.get("status") == "running":
+        section.notes.append("tune.json says the run has not finished: the curve shows the steps logged so far.")
 
 
 def _loss_curve(steps: list[float], losses: list[float], rates: list[float], plots: Plots) -> Plot:
