@@ -97,3 +97,42 @@ def test_damaged_cache_is_a_clear_error(tmp_path):
     (cache.directory / "vectors.f32").write_bytes(b"")
     with pytest.raises(InputError, match="damaged"):
         EmbeddingCache(tmp_path, "enc", 2)
+
+
+class RecordingProgress:
+    """A :class:`vital.progress.Progress` that records its tasks' titles, totals and steps."""
+
+    def __init__(self):
+        self.tasks: list[dict] = []
+
+    def task(self, title, total=None):
+        from contextlib import contextmanager
+
+        record = {"title": title, "total": total, "done": 0}
+        self.tasks.append(record)
+
+        class Task:
+            def advance(self, steps=1, *, status=None):
+                record["done"] += steps
+
+            def update(self, *, title=None, total=None, status=None):
+                pass
+
+        @contextmanager
+        def running():
+            yield Task()
+
+        return running()
+
+
+def test_encode_cached_reports_the_misses_to_the_progress_handler(tmp_path):
+    encoder = CountingEncoder()
+    cache = EmbeddingCache(tmp_path, encoder.name, encoder.dim)
+    texts = [f"text {i}" for i in range(600)]
+    progress = RecordingProgress()
+    encode_cached([content_key(t) for t in texts], texts, encoder.encode, 4, cache, batch_size=256,
+                  description="embedding texts", progress=progress)
+    assert progress.tasks == [{"title": "embedding texts", "total": 600, "done": 600}] and encoder.calls == 3
+    again = RecordingProgress()
+    encode_cached([content_key(t) for t in texts], texts, encoder.encode, 4, cache, progress=again)
+    assert again.tasks == [] and encoder.calls == 3  # nothing to encode: no task at all

@@ -768,3 +768,26 @@ def test_interrupted_feature_extraction_resumes_without_re_encoding(tmp_path):
     assert not set(first.seen) & set(again.seen)  # nothing encoded twice
     assert set(first.seen) | set(again.seen) == contexts | conversations
     assert features.encoded == {"context": 0, "conversation": len(conversations) - 256}
+
+
+def test_vectors_encoded_elsewhere_and_added_to_the_cache_are_not_encoded_again(corpus, tmp_path):
+    """The seam an executor (Ray) uses: list the inputs without a model, encode the misses anywhere, add them
+    to the cache; then transform encodes nothing and gives the features a local run gives."""
+    from vital.selector import Featurizer
+
+    candidates, figures, _, _ = load(corpus)
+    local = Featurizer(CountingText(), CountingImages(), "split", tmp_path / "local").transform(candidates, figures)
+
+    text, images = CountingText(), CountingImages()
+    featurizer = Featurizer(text, images, "split", tmp_path / "shared")
+    for block in featurizer.inputs(candidates, figures):
+        cache = featurizer.cache(block.encoder)
+        missing = [j for j, key in enumerate(block.keys) if key not in cache]
+        worker = CountingText() if block.name != "image" else CountingImages()  # another process's encoder
+        cache.add([block.keys[j] for j in missing], worker.encode([block.payloads[j] for j in missing]))
+    assert text.seen == [] and images.seen == []
+    features = featurizer.transform(candidates, figures)
+    assert text.seen == [] and images.seen == [] and set(features.encoded.values()) == {0}
+    rows = np.arange(len(candidates))
+    assert np.array_equal(features.matrix(rows).numpy(), local.matrix(rows).numpy())
+    assert features.images_missing == local.images_missing == 27
