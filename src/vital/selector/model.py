@@ -343,12 +343,12 @@ class Selector:
                     rows, inverse = np.unique(np.concatenate([train.preferred[batch], train.other[batch]]),
                                               return_inverse=True)
                     scores = self.head(self._matrix(features, rows, trainable))[torch.from_numpy(inverse)]
-                    per_pair = pairwise_loss(scores[: len(batch)] - scores[len(batch) :], config) * weights[batch]
-                    loss = per_pair.mean()
+                    weighted = pairwise_loss(scores[: len(batch)] - scores[len(batch) :], config) * weights[batch]
+                    loss = weighted.mean()
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-                    weighted_loss += float(per_pair.detach().sum())
+                    weighted_loss += float(weighted.detach().sum())
                     weight_sum += float(weights[batch].sum())
                     task.advance()
                 for module in modules.values():
