@@ -499,7 +499,7 @@ def test_cli_select_bad_input_exits_2_with_one_line_and_keeps_the_export(files, 
     common = ["--figures", figures, "--out", out]
     for args, expected in [
         ([empty, "--scores", scores], f"error: {empty}: the file has no records"),
-        ([candidates, "--scores", tmp_path], f"error: {tmp_path}: is a directory (expected a file)"),
+        ([candidates, "--scores", tmp_path], f"error: {tmp_path}: is a directory"),
         ([candidates, "--scores", scores, "--domain-quota", "xray=3"], "error: field '--domain-quota': unknown"),
         ([candidates, "--scores", scores, "--top-k", "2", "--top-fraction", "0.5"],
          "error: field '--top-fraction': give --top-fraction or --top-k, not both"),

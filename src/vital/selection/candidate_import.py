@@ -13,9 +13,8 @@ from pydantic import ValidationError
 from vital.conversation import read_llava
 from vital.errors import InputError
 from vital.figures.importers import figure_from_llava_med
-from vital.jsonl import validation_to_input_error, write_jsonl_atomic
+from vital.jsonl import input_file, validation_to_input_error, write_jsonl_atomic
 from vital.records import Candidate, portable_path
-from vital.selection.export import require_file
 
 
 @dataclass
@@ -55,7 +54,7 @@ def import_candidates(
     candidates: list[dict[str, Any]] = []
     figures: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
-    for source in map(require_file, sources):
+    for source in map(input_file, sources):
         base = Path(images) if images else source.resolve().parent
         before = len(candidates)
         for llava in read_llava(source, check=False):

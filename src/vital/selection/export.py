@@ -26,16 +26,6 @@ if TYPE_CHECKING:
     from vital.selection.policies import Selection
 
 
-def require_file(path: str | Path) -> Path:
-    """``path`` if it is a file; an :class:`InputError` naming it if it is missing or a directory."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError("is a directory (expected a file)", path=path)
-    if not path.is_file():
-        raise InputError("file not found", path=path)
-    return path
-
-
 def llava_record(candidate: Candidate) -> dict[str, Any]:
     """One LLaVA record (image path as in the candidate); raises ``ConversationError`` when it cannot be one."""
     record: dict[str, Any] = {"id": candidate.id}
@@ -122,7 +112,7 @@ def export_llava(
     merged: list[dict[str, Any]] = []
     duplicates = 0
     for source in merge:
-        for llava in read_llava(require_file(source)):
+        for llava in read_llava(source):
             entry: dict[str, Any] = {"id": llava.id}
             if llava.image:
                 entry["image"] = llava.image

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vital.errors import InputError
-from vital.jsonl import read_records
+from vital.jsonl import input_file, read_records
 from vital.progress import Progress
 from vital.records import (
     CandidateSource,
@@ -24,7 +24,7 @@ from vital.records import (
     read_candidates,
     read_scores,
 )
-from vital.selection.export import export_llava, require_file
+from vital.selection.export import export_llava
 from vital.selection.policies import SelectConfig, select_candidates
 from vital.selection.report import write_report
 
@@ -60,7 +60,7 @@ def _chosen_scores(scores: ScoreSource, source: str) -> tuple[dict[str, float], 
         return dict(scores), None
     path: Path | None = None
     if isinstance(scores, str | Path):
-        path = require_file(scores)
+        path = Path(scores)
         records = list(read_records(path, Score))
         if not records:
             raise InputError("the file has no records", path=path)
@@ -97,9 +97,8 @@ def select(
     """
     config = config or SelectConfig()
     out = Path(out)
-    for path in (candidates, figures, *config.merge):
-        if isinstance(path, str | Path):
-            require_file(path)
+    for merged in config.merge:
+        input_file(merged)  # read after the kept images are exported: checked first
     figure_records = figure_index(figures) if figures is not None else None
     candidate_list = read_candidates(candidates, figure_records)
     if not candidate_list:
