@@ -292,7 +292,7 @@ def test_counts_cost_and_run_summary(full_round) -> None:
     assert "cost of the last run (est.) $0.12" in text  # the judge's, from run.json
     assert "generate done 2 min 05 s candidates 27 2" in text  # the stage row: status, duration, counts, failed
     assert "versions vital 0.1.0 · python 3.11.9" in text and "config hash abababababab" in text
-    assert "run record as of 2025-01-01T10:05:00+00:00" in text
+    assert "run record as of 2025-01-01 10:05 UTC" in text
 
 
 def test_clinician_agreement_from_the_annotation_database(full_round) -> None:

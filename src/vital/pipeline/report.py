@@ -31,6 +31,7 @@ import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -69,6 +70,8 @@ class Cell:
     title: str = ""
     badge: str = ""
     """A stage status: the text is shown as a coloured badge."""
+    ci: str = ""
+    """An interval shown after the text (``[low, high]``), kept on one line."""
 
 
 @dataclass
@@ -198,12 +201,10 @@ def _interval(ci: Any, digits: int = 1) -> str:
 
 def _value_cell(value: Any, ci: Any = None, n: int | None = None, min_n: int = 0) -> Cell:
     """A metric with its interval; greyed when it rests on fewer than ``min_n`` questions."""
-    text = _num(value)
-    if value is not None and _interval(ci):
-        text += f" {_interval(ci)}"
+    interval = _interval(ci) if value is not None else ""
     if n is not None and n < min_n:
-        return Cell(text, "num muted", f"only {n} questions (fewer than {min_n})")
-    return Cell(text, "num")
+        return Cell(_num(value), "num muted", f"only {n} questions (fewer than {min_n})", ci=interval)
+    return Cell(_num(value), "num", ci=interval)
 
 
 def _counts_text(counts: dict[str, Any]) -> str:
@@ -219,6 +220,16 @@ def _counts_text(counts: dict[str, Any]) -> str:
         else:
             parts.append(f"{key} {_num(value, 2)}")
     return "; ".join(parts)
+
+
+def _time(value: Any) -> str:
+    """An ISO time from run.json, shorter: ``2025-01-01 10:05 UTC``."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value or "–")
+    zone = "UTC" if moment.utcoffset() is not None and not moment.utcoffset() else moment.strftime("%z")
+    return f"{moment:%Y-%m-%d %H:%M} {zone}".strip()
 
 
 def _cut(text: str, limit: int) -> str:
@@ -301,7 +312,7 @@ class RoundFiles:
         stages = self.run.get("stages")
         times = [str(entry["finished"]) for entry in (stages.values() if isinstance(stages, dict) else [])
                  if isinstance(entry, dict) and entry.get("finished")]
-        return max(times, default=None)
+        return _time(max(times)) if times else None
 
     def stage(self, name: str) -> dict[str, Any]:
         stages = self.run.get("stages")
@@ -549,7 +560,7 @@ def summary_section(round_: RoundFiles, plots: Plots) -> Section:
             Cell(name), Cell(status, badge=status), Cell(_seconds(entry.get("seconds")), "num"),
             Cell(_counts_text(entry.get("counts") or {})),
             Cell(_int(failed), "num bad" if failed else "num"),
-            Cell(str(entry.get("finished") or "–")),
+            Cell(_time(entry.get("finished")) if entry.get("finished") else "–"),
             Cell(" ".join(str(note) for note in entry.get("notes") or [])),
         ])
     section.panels.append(Table("Stages", ["stage", "status", "duration", "counts", "failed", "finished", "notes"],
@@ -1330,7 +1341,7 @@ def _comparison(section: Section, data: Any, plots: Plots) -> None:
             p_value = row.get("p_value")
             significant = isinstance(p_value, int | float) and p_value < 0.05
             rows.append([Cell(compared), Cell(metric), Cell(_num(row.get("a")), "num"), Cell(_num(row.get("b")), "num"),
-                         Cell(f"{_num(row['diff'])} {_interval(row.get('ci95'))}".strip(), "num"),
+                         _value_cell(row["diff"], row.get("ci95")),
                          Cell(_p_value(p_value), "num good" if significant else "num"),
                          Cell(str(row.get("test") or "")), Cell(_num(row.get("n")), "num")])
             if key in METRIC_NAMES or data.get("compare") == "chat":  # chat: one row per category
