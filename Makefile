@@ -25,6 +25,7 @@ test: install browser
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks $(BENCH)
