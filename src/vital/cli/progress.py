@@ -66,7 +66,11 @@ class RichProgress:
             transient=self.transient,
         )
         with progress:
-            yield _RichTask(progress, progress.add_task(title, total=total, status=""))
+            try:
+                yield _RichTask(progress, progress.add_task(title, total=total, status=""))
+            except BaseException:
+                progress.live.transient = True  # an error is then the only line left on stderr
+                raise
 
 
 def summary_table(stats: Any, extra: dict[str, Any] | None = None) -> Table:
