@@ -104,6 +104,7 @@ def make_round(root: Path) -> dict:
         {"id": "fig8/c3", "stage": "generate", "reason": "reply is not JSON"},
         {"id": "fig8/c4", "stage": "generate", "reason": "reply is not JSON"},
     ])
+    write_audit_log(root / "candidates.llm.sqlite")
     write_jsonl(root / "scores.jsonl", scores)
     write_jsonl(root / "selector-scores.jsonl", selector_scores)
     write_json(root / "selected.json", selected)
@@ -170,6 +171,19 @@ def make_round(root: Path) -> dict:
     record.stages["judge"].counts["cost_usd"] = 0.125
     record.save()
     return expected
+
+
+def write_audit_log(path: Path) -> None:
+    """The engine's audit log beside candidates.jsonl: 20 answered calls and 2 failed attempts that cost tokens."""
+    from vital.llm.store import CallLog, CallRecord, connect
+
+    connection = connect(path)
+    log = CallLog(connection)
+    for number in range(22):
+        failed = number >= 20
+        log.add(CallRecord("gpt-4o-mini", 1, "error" if failed else "ok", f"sha{number}", f"key{number}",
+                           prompt_tokens=50_000 if failed else 100_000, completion_tokens=10_000 if failed else 20_000))
+    connection.close()
 
 
 def annotate(root: Path) -> float:
@@ -287,6 +301,9 @@ def test_counts_cost_and_run_summary(full_round) -> None:
     assert "reply is not JSON 2" in text  # the failure reasons table
     # 18 candidates not served from the cache: 18 x (100K x $0.15 + 20K x $0.60) / 1M = $0.486
     assert "cost (est.) $0.49" in text and "tokens 3,240,000" in text and "cached replies" in text
+    # the audit log counts every attempt: (2.1M x $0.15 + 0.42M x $0.60) / 1M = $0.567
+    assert "candidates.llm.sqlite API calls: 2 error, 20 ok" in text and "API calls 22" in text
+    assert "spent, every attempt (est.) $0.57" in text
     assert "candidates scored 27" in text and "judge rubric-judge" in text
     assert "pairwise verdicts 9" in text and "ties (incl. order flips) 3" in text
     assert "cost of the last run (est.) $0.12" in text  # the judge's, from run.json

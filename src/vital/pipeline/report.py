@@ -283,6 +283,7 @@ class RoundFiles:
 
     def __init__(self, dir: Path) -> None:
         self.dir = dir
+        self.run_problem = ""
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -295,12 +296,14 @@ class RoundFiles:
 
     @cached_property
     def run(self) -> dict[str, Any]:
+        """run.json; ``{}`` when it is absent or unreadable (then :attr:`run_problem` says why)."""
         path = self.path("run.json")
         if not path.is_file():
             return {}
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self.run_problem = f"run.json is not valid JSON ({exc})"
             warn(f"{path}: not valid JSON ({exc}); the report has no run summary")
             return {}
         return data if isinstance(data, dict) else {}
@@ -330,7 +333,8 @@ class RoundFiles:
 
     @cached_property
     def min_n(self) -> int:
-        value = self.settings.get("eval", {}).get("min_n", DEFAULT_MIN_N)
+        section = self.settings.get("eval")
+        value = section.get("min_n", DEFAULT_MIN_N) if isinstance(section, dict) else DEFAULT_MIN_N
         return value if isinstance(value, int) and value >= 0 else DEFAULT_MIN_N
 
     def records(self, name: str) -> Iterator[dict[str, Any]]:
@@ -399,10 +403,12 @@ class RoundFiles:
 
     @cached_property
     def selection_scores(self) -> tuple[str, dict[str, float]]:
-        """The scores selection ranks by: the selector's when it scored, else the judge's."""
+        """The scores selection ranks by: the selector's when it scored (and run.json does not say that select
+        used the judge's), else the judge's."""
         from vital.records import read_scores
 
-        if self.exists("selector-scores.jsonl"):
+        source = (self.stage("select").get("counts") or {}).get("source")
+        if self.exists("selector-scores.jsonl") and source != "model":
             return "selector-scores.jsonl", read_scores(self.path("selector-scores.jsonl"), source=None)
         return "scores.jsonl", self.judge_scores
 
@@ -547,7 +553,8 @@ def summary_section(round_: RoundFiles, plots: Plots) -> Section:
     section.files.append(round_.state("run.json"))
     stages = round_.run.get("stages")
     if not isinstance(stages, dict) or not stages:
-        section.absent = "Not in this folder: run.json (vital run writes it). The sections below show the files found."
+        section.absent = (f"{round_.run_problem or 'Not in this folder: run.json (vital run writes it)'}. "
+                          "The sections below show the files found.")
         return section
     rows, statuses, versions = [], Counter(), {}
     for name, entry in stages.items():  # run.json lists the stages in the order they first ran: pipeline order
@@ -583,15 +590,16 @@ def corpus_section(round_: RoundFiles, plots: Plots) -> Section:
         return section
     figures = round_.figures
     section.files.append(round_.state("figures.jsonl", f"{figures.count:,} figures"))
-    demos = Counter()
+    demos, demonstrations = Counter(), 0
     if round_.exists("demos.jsonl"):
         for record in round_.records("demos.jsonl"):
+            demonstrations += 1
             demos.update(record.get("domains") or [NO_DOMAIN])
-    section.files.append(round_.state("demos.jsonl", f"{sum(demos.values()):,} demonstrations"))
+    section.files.append(round_.state("demos.jsonl", f"{demonstrations:,} demonstrations"))
     section.facts += [("figures", _int(figures.count)), ("with an image", _int(figures.with_image)),
                       ("domains", _int(len(figures.per_domain)))]
-    if demos:
-        section.facts.append(("demonstrations", _int(sum(demos.values()))))
+    if demonstrations:
+        section.facts.append(("demonstrations", _int(demonstrations)))
     failed = _add_failures(section, round_, "figures.failures.jsonl")
     if failed:
         section.facts.append(("failed", _int(failed)))
@@ -621,11 +629,9 @@ def sample_section(round_: RoundFiles, plots: Plots) -> Section:
     section.facts += [("sampled", _int(count)), ("clusters covered", _int(len(clusters)))]
     if round_.exists("figures.jsonl"):
         section.facts.append(("of the corpus", _share(count, round_.figures.count)))
-    for key in ("clusters", "n_clusters"):
-        if isinstance(asked.get(key), int):
-            section.facts.append(("clusters made", _int(asked[key])))
-            break
-    ordered = sorted(clusters.items(), key=lambda item: (not item[0].lstrip("-").isdigit(), _sort_key(item[0])))
+    if isinstance(asked.get("clusters"), int):
+        section.facts.append(("clusters made", _int(asked["clusters"])))
+    ordered = sorted(clusters.items(), key=lambda item: _cluster_order(item[0]))
     figure, (cluster_axis, domain_axis) = plots.figure(11.5, 3.4, ncols=2, width_ratios=[3, 2])
     cluster_axis.bar(range(len(ordered)), [n for _, n in ordered], color=BASE_COLOUR)
     step = max(1, len(ordered) // 30)
@@ -650,9 +656,9 @@ def sample_section(round_: RoundFiles, plots: Plots) -> Section:
     return section
 
 
-def _sort_key(label: str) -> tuple[int, str]:
-    digits = label.lstrip("-")
-    return (int(label), "") if digits.isdigit() else (0, label)
+def _cluster_order(label: str) -> tuple[int, int, str]:
+    """Cluster numbers in numeric order, then any other labels."""
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
 
 
 def _cost(model: str, prompt: int, completion: int) -> float | None:
