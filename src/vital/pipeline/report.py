@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -710,6 +711,17 @@ def generation_section(round_: RoundFiles, plots: Plots) -> Section:
         section.panels.append(plots.bars("generation-domains", dict(per_domain.most_common()),
                                          title="Candidates per domain", xlabel="candidates",
                                          alt="bar chart of candidates per domain"))
+    _generator_cost(section, candidates)
+    _run_cost(section, round_.stage("generate"))
+    _audit_facts(section, round_.path("candidates.llm.sqlite"))
+    if round_.exists("draft-candidates.jsonl"):
+        section.files.append(round_.state("draft-candidates.jsonl", f"{round_.lines('draft-candidates.jsonl'):,} "
+                                          "drafts of the sample, for clinicians to choose demonstrations from"))
+    return section
+
+
+def _generator_cost(section: Section, candidates: CandidateSummary) -> None:
+    """Candidates, tokens and estimated cost per generator, from the usage the candidates record."""
     rows, total_cost, unpriced = [], 0.0, False
     for (backend, model), totals in sorted(candidates.by_generator.items()):
         cost = _cost(model, totals.spent_prompt, totals.spent_completion) if totals.with_usage else None
@@ -729,23 +741,22 @@ def generation_section(round_: RoundFiles, plots: Plots) -> Section:
     else:
         section.notes.append("No candidate carries token usage: they were written without a model (offline "
                              "backend), so there is no cost.")
-    _run_cost(section, round_.stage("generate"))
-    if round_.exists("draft-candidates.jsonl"):
-        section.files.append(round_.state("draft-candidates.jsonl", f"{round_.lines('draft-candidates.jsonl'):,} "
-                                          "drafts of the sample, for clinicians to choose demonstrations from"))
-    audit = round_.path("candidates.llm.sqlite")
+
+
+def _audit_facts(section: Section, audit: Path) -> None:
+    """The engine's audit log: calls per status, and the cost of every attempt (retries and unusable replies
+    included), which the candidates alone do not show."""
     log = _audit_log(audit) if audit.is_file() else None
     if log is None:
         section.files.append(FileState(audit.name, False, "unreadable" if audit.is_file() else "absent"))
-    else:
-        statuses, tokens = log
-        calls = ", ".join(f"{_int(n)} {status}" for status, n in sorted(statuses.items())) or "no calls"
-        section.files.append(FileState(audit.name, True, f"API calls: {calls}"))
-        costs = [_cost(model, prompt, completion) for model, (prompt, completion) in tokens.items()]
-        section.facts.append(("API calls", _int(sum(statuses.values()))))
-        if costs and None not in costs:
-            section.facts.append(("spent, every attempt (est.)", f"${sum(costs):,.2f}"))
-    return section
+        return
+    statuses, tokens = log
+    calls = ", ".join(f"{_int(n)} {status}" for status, n in sorted(statuses.items())) or "no calls"
+    section.files.append(FileState(audit.name, True, f"API calls: {calls}"))
+    section.facts.append(("API calls", _int(sum(statuses.values()))))
+    costs = [_cost(model, prompt, completion) for model, (prompt, completion) in tokens.items()]
+    if costs and None not in costs:
+        section.facts.append(("spent, every attempt (est.)", f"${sum(costs):,.2f}"))
 
 
 def judge_section(round_: RoundFiles, plots: Plots) -> Section:
@@ -755,8 +766,7 @@ def judge_section(round_: RoundFiles, plots: Plots) -> Section:
     scores = list(round_.judge_scores.values())
     section.files.append(round_.state("scores.jsonl", f"{round_.lines('scores.jsonl'):,} scores"))
     if round_.exists("scores.jsonl"):
-        judges = Counter(str(record.get("judge") or "?") for record, _ in zip(round_.records("scores.jsonl"),
-                                                                              range(200), strict=False))
+        judges = Counter(str(record.get("judge") or "?") for record in islice(round_.records("scores.jsonl"), 200))
         section.facts += [("candidates scored", _int(len(scores))), ("judge", ", ".join(judges))]
     if scores:
         section.facts += [("mean", _num(statistics.fmean(scores), 2)), ("median", _num(statistics.median(scores), 2))]
@@ -809,7 +819,7 @@ def clinician_section(round_: RoundFiles, plots: Plots) -> Section:
         section.panels.append(Table("Cohen's κ per annotator pair", ["task", "annotators", "shared items",
                                                                      "observed agreement", "κ"], [
             [Cell(p.kind), Cell(f"{p.first} · {p.second}"), Cell(_int(p.items), "num"),
-             Cell(_share(round(p.observed * p.items), p.items), "num"), Cell(_num(p.kappa, 2), "num")]
+             Cell(f"{100 * p.observed:.0f} %", "num"), Cell(_num(p.kappa, 2), "num")]
             for p in report.pairs]))
     section.panels.append(Table("Answers per annotator", ["annotator", "comparisons", "demonstrations"], [
         [Cell(name), Cell(_int(counts.get("compare", 0)), "num"), Cell(_int(counts.get("demos", 0)), "num")]
@@ -1376,14 +1386,14 @@ def _difference_plot(plotted: list[tuple[str, dict[str, Any]]], plots: Plots) ->
 # --- examples ------------------------------------------------------------------------------------------------
 
 
-def _pick_examples(round_: RoundFiles) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Up to :data:`EXAMPLES` figures, spread over domains, each with the candidates to show and why.
+def _pick_examples(round_: RoundFiles, scores: dict[str, float],
+                   selected: set[str] | None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Up to :data:`EXAMPLES` figures, one domain after another, each with the candidates to show and why.
 
-    With a selection: the best kept and the worst dropped candidate of a figure that has both.  Without one:
-    the best- and worst-scored candidate of a figure.  Without scores: the figure's first candidate.
+    With a selection: the best kept and the worst dropped candidate of a figure that has both (what the
+    selection keeps beside what it removes).  Without one: the best- and worst-scored candidate of a figure.
+    Without scores: the figure's first candidate.
     """
-    selected = round_.selected_ids if round_.exists("selected.json") else None
-    _, scores = round_.selection_scores if selected is not None else ("", round_.judge_scores)
     by_figure: dict[str, list[str]] = defaultdict(list)
     for cid, figure_id in round_.candidates.figure_of.items():
         by_figure[figure_id].append(cid)
@@ -1401,15 +1411,11 @@ def _pick_examples(round_: RoundFiles) -> list[tuple[str, list[tuple[str, str]]]
         if chosen:
             picks[round_.domain_of_figure(figure_id)].append((figure_id, chosen))
     spread: list[tuple[str, list[tuple[str, str]]]] = []
-    queues = [iter(picks[domain]) for domain in sorted(picks)]
-    while queues and len(spread) < EXAMPLES:
-        for queue in list(queues):
-            item = next(queue, None)
-            if item is None:
-                queues.remove(queue)
-            elif len(spread) < EXAMPLES:
-                spread.append(item)
-    return spread
+    for turn in range(max((len(figures) for figures in picks.values()), default=0)):
+        spread += [picks[domain][turn] for domain in sorted(picks) if turn < len(picks[domain])]
+        if len(spread) >= EXAMPLES:
+            break
+    return spread[:EXAMPLES]
 
 
 def _find(records: Iterable[dict[str, Any]], ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -1430,7 +1436,9 @@ def examples_section(round_: RoundFiles, plots: Plots) -> Section:
     if missing and _nothing_to_show(section, round_, *missing):
         return section
     section.files += [round_.state("candidates.jsonl"), round_.state("figures.jsonl")]
-    picks = _pick_examples(round_)
+    selected = round_.selected_ids if round_.exists("selected.json") else None
+    scores = round_.selection_scores[1] if selected is not None else round_.judge_scores
+    picks = _pick_examples(round_, scores, selected)
     if not picks:
         section.notes.append("No figure has both a kept and a dropped candidate." if round_.exists("selected.json")
                              else "No figure has two scored candidates to contrast.")
@@ -1438,7 +1446,6 @@ def examples_section(round_: RoundFiles, plots: Plots) -> Section:
     wanted = {cid for _, chosen in picks for _, cid in chosen}
     candidates = _find(round_.records("candidates.jsonl"), wanted)
     figures = _find(round_.records("figures.jsonl"), {figure_id for figure_id, _ in picks})
-    _, scores = round_.selection_scores if round_.exists("selected.json") else ("", round_.judge_scores)
     for figure_id, chosen in picks:
         figure = figures.get(figure_id, {})
         example = Example(figure_id, round_.domain_of_figure(figure_id), str(figure.get("caption") or ""), None)
