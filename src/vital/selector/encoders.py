@@ -51,7 +51,9 @@ class Encoder(Protocol):
     """
 
     name: str
-    dim: int
+
+    @property
+    def dim(self) -> int: ...
 
     def encode(self, items: Sequence[Any]) -> np.ndarray: ...
 

@@ -95,6 +95,9 @@ def build_head(input_dim: int, config: SelectorConfig, generator: Any) -> Any:
         return layer
 
     class RankingHead(nn.Module):
+        mean: torch.Tensor
+        scale: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mean", torch.zeros(input_dim))

@@ -181,7 +181,7 @@ def split_by_figure(
     figures = sorted(set(figures_a) | set(figures_b))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(figures))
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for a, b in zip(figures_a, figures_b, strict=True):
         counts[a] += 1
         if b != a:
