@@ -12,6 +12,9 @@ itself, so they hold with any number of server threads or processes:
 
 An answer lives on its task row (one row per annotator and item), so a
 retried or doubled submission can only overwrite it, never add a second one.
+
+Images are served only from the folders recorded in ``image_folders`` when the
+corpus was loaded (see :mod:`vital.annotate.images`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -43,7 +47,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from vital.errors import InputError
 
 #: Bump when the tables change, and add the step that upgrades the previous version to MIGRATIONS.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 KINDS = ("compare", "demos")
 
@@ -68,6 +72,14 @@ class FigureRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     image: Mapped[str | None] = mapped_column(Text, nullable=True)
     record: Mapped[dict[str, Any]]
+
+
+class ImageFolder(Base):
+    """A folder images may be served from (symlinks resolved): one the corpus was loaded with."""
+
+    __tablename__ = "image_folders"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
 
 
 class CandidateRow(Base):
@@ -157,8 +169,16 @@ class Task(Base):
     revisions: Mapped[int] = mapped_column(Integer, default=0)
 
 
-#: version -> function upgrading a database from ``version - 1`` (none yet: version 1 is the first).
-MIGRATIONS: dict[int, Any] = {}
+def _add_image_folders(session: Session) -> None:
+    """Version 2 adds ``image_folders`` (``create_all`` makes the table).
+
+    It stays empty: the folders a version-1 database was loaded from are not
+    known, so it serves no image until its corpus is loaded again.
+    """
+
+
+#: version -> function upgrading a database from ``version - 1``.
+MIGRATIONS: dict[int, Any] = {2: _add_image_folders}
 
 
 def database_url(value: str | Path) -> str:
@@ -279,3 +299,28 @@ class AnnotationDB:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def image_folders(session: Session) -> list[str]:
+    """The folders images may be served from (resolved paths)."""
+    return list(session.scalars(select(ImageFolder.path)))
+
+
+#: An open database, or where one is: a SQLite file path or a database URL.
+Database = AnnotationDB | str | Path
+
+
+@contextmanager
+def opened(db: Database, *, create: bool = True) -> Iterator[AnnotationDB]:
+    """``db`` itself if it is open; else the database it names, opened for the block and closed after.
+
+    ``create=False`` refuses a SQLite file that does not exist (see :class:`AnnotationDB`).
+    """
+    if isinstance(db, AnnotationDB):
+        yield db
+        return
+    database = AnnotationDB(db, create=create)
+    try:
+        yield database
+    finally:
+        database.close()

@@ -3,11 +3,16 @@
 DICOM images are rendered through :func:`vital.figures.images.load_image`,
 with the file's own window by default or a preset.  The presets are CT
 windows in Hounsfield units, offered only for CT.
+
+Only files inside the image folders recorded at loading are shown, checked
+with symlinks resolved (:func:`confined`): a link in an image folder that
+points elsewhere shows nothing.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +35,15 @@ WEB_TYPES = {
     ".gif": "image/gif",
     ".webp": "image/webp",
 }
+
+
+def confined(image: str | Path, folders: Iterable[str | Path]) -> Path | None:
+    """``image`` with symlinks resolved, when that lies inside one of ``folders`` (resolved paths); else ``None``."""
+    try:
+        real = Path(image).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return real if any(real.is_relative_to(folder) for folder in folders) else None
 
 
 @dataclass(frozen=True)

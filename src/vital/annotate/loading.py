@@ -10,36 +10,58 @@ Items are keyed by a hash of (kind, figure, candidate ids), so loading the same
 files again adds nothing, and loading a grown candidates file adds only the new
 pairs.  Figure and candidate contents are updated in place (ids are stable), so
 answers already given stay attached to them.
+
+Loading also records the folders images may be served from: the figures
+file's folder (where its relative image paths start) and any ``images``
+folders given.  The app shows no image outside them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, insert, select, update
 
-from vital.annotate.db import AnnotationDB, CandidateRow, FigureRow, Item
+from vital.annotate.db import (
+    AnnotationDB,
+    CandidateRow,
+    Database,
+    FigureRow,
+    ImageFolder,
+    Item,
+    image_folders,
+    opened,
+)
+from vital.annotate.images import confined
 from vital.errors import InputError
-from vital.records import Candidate, Figure, iter_candidates, read_figures
+from vital.jsonl import warn
+from vital.progress import Progress, or_silent
+from vital.records import Candidate, CandidateSource, Figure, FigureSource, iter_candidates, read_figures
 
 MAX_DEMO_CANDIDATES = 4
 BATCH = 500
+T = TypeVar("T")
 
 
 @dataclass
-class LoadSummary:
+class LoadResult:
+    """What a load added; ``total_items`` and ``image_folders`` describe the whole database afterwards."""
+
+    database: str
     figures: int = 0
     candidates: int = 0
-    new_items: dict[str, int] | None = None
-    total_items: dict[str, int] | None = None
+    new_items: dict[str, int] = field(default_factory=dict)
+    total_items: dict[str, int] = field(default_factory=dict)
     figures_without_pairs: int = 0
     figures_truncated: int = 0
+    image_folders: list[Path] = field(default_factory=list)
+    images_outside: int = 0
+    """Figures of this load whose image is outside every image folder: the app does not show it."""
 
 
 def item_key(kind: str, figure_id: str, candidate_ids: Iterable[str]) -> str:
@@ -79,70 +101,120 @@ def _next_seq(db: AnnotationDB, model: type) -> int:
         return (session.scalar(select(func.max(model.seq))) or 0) + 1
 
 
+def _figure_records(figures: FigureSource) -> Iterable[Figure]:
+    if isinstance(figures, str | Path):
+        return read_figures(figures)
+    return figures.values() if isinstance(figures, Mapping) else figures
+
+
+def _candidate_records(candidates: CandidateSource) -> Iterable[tuple[int | None, Candidate]]:
+    if isinstance(candidates, str | Path):
+        return iter_candidates(candidates, unique_ids=False)
+    return ((None, candidate) for candidate in candidates)
+
+
+def _not_empty(records: Iterable[T], path: str | Path | None, noun: str) -> Iterator[T]:
+    """``records`` again, after checking that there is one (reading only the first)."""
+    iterator = iter(records)
+    first = next(iterator, None)
+    if first is None:
+        raise InputError("has no records" if path is not None else f"no {noun} given", path=path)
+    return itertools.chain([first], iterator)
+
+
+def _record_image_folders(db: AnnotationDB, figures: FigureSource, images: Sequence[str | Path]) -> list[str]:
+    """Add the figures file's folder and ``images`` to the image folders; returns all of them."""
+    folders = [Path(figures).resolve().parent] if isinstance(figures, str | Path) else []
+    for folder in map(Path, images):
+        if not folder.is_dir():
+            raise InputError("is not a folder" if folder.exists() else "folder not found", path=folder,
+                             field="images")
+        folders.append(folder.resolve())
+    with db.write() as session:
+        known = set(image_folders(session))
+        for folder in {str(f) for f in folders} - known:
+            session.add(ImageFolder(path=folder))
+        return sorted(known | {str(f) for f in folders})
+
+
 def load_corpus(
-    db: AnnotationDB, figures: str | Path, candidates: str | Path, *, show_progress: bool = False
-) -> LoadSummary:
-    """Load a figures JSONL and a candidates JSONL into ``db`` and create the items; safe to repeat.
+    db: Database,
+    figures: FigureSource,
+    candidates: CandidateSource,
+    *,
+    images: Sequence[str | Path] = (),
+    progress: Progress | None = None,
+) -> LoadResult:
+    """Load figures and candidates into ``db`` and create the items; safe to repeat.
 
-    Each batch is committed as it goes: an interrupted load is completed by loading again.
+    ``db`` is an open :class:`AnnotationDB`, a SQLite file path or a database
+    URL; ``figures`` and ``candidates`` are JSONL files or records.  Images are
+    served from the figures file's folder and the ``images`` folders.  Each
+    batch is committed as it goes: an interrupted load is completed by
+    loading again.  An input without records is an :class:`InputError`.
     """
-    figures, candidates = Path(figures), Path(candidates)
-    with Progress(
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,}"),
-        TimeElapsedColumn(),
-        disable=not show_progress,
-        transient=True,
-    ) as progress:
-        return _load(db, figures, candidates, progress)
+    with opened(db) as database:
+        return _load(database, figures, candidates, images, or_silent(progress))
 
 
-def _load(db: AnnotationDB, figures: Path, candidates: Path, progress: Progress) -> LoadSummary:
-    summary = LoadSummary()
+def _load(
+    db: AnnotationDB, figures: FigureSource, candidates: CandidateSource, images: Sequence[str | Path],
+    progress: Progress,
+) -> LoadResult:
+    figures_name = figures if isinstance(figures, str | Path) else None
+    candidates_name = candidates if isinstance(candidates, str | Path) else None
+    # both inputs are checked before anything is written
+    figure_records = _not_empty(_figure_records(figures), figures_name, "figures")
+    candidate_records = _not_empty(_candidate_records(candidates), candidates_name, "candidates")
+    result = LoadResult(db.display_url)
+    folders = _record_image_folders(db, figures, images)
+    result.image_folders = [Path(folder) for folder in folders]
     seq = _next_seq(db, FigureRow)
-    figure_task = progress.add_task("loading figures", total=None)
-    for batch in _batches(read_figures(figures)):
-        rows = []
-        for figure in batch:
-            rows.append({"id": figure.id, "seq": seq, "image": figure.image, "record": _record(figure)})
-            seq += 1
-        _upsert(db, FigureRow, rows)
-        summary.figures += len(batch)
-        progress.advance(figure_task, len(batch))
+    with progress.task("loading figures") as task:
+        for batch in _batches(figure_records):
+            rows = []
+            for figure in batch:
+                rows.append({"id": figure.id, "seq": seq, "image": figure.image, "record": _record(figure)})
+                seq += 1
+                result.images_outside += bool(figure.image) and confined(figure.image, folders) is None
+            _upsert(db, FigureRow, rows)
+            result.figures += len(batch)
+            task.advance(len(batch))
 
     with db.read() as session:
         known_figures = set(session.scalars(select(FigureRow.id)))
     seq = _next_seq(db, CandidateRow)
-    candidate_task = progress.add_task("loading candidates", total=None)
-    for batch in _batches(iter_candidates(candidates, unique_ids=False)):
-        rows = []
-        for line, candidate in batch:
-            if candidate.figure_id not in known_figures:
-                raise InputError(
-                    f"figure {candidate.figure_id!r} is not in {figures}",
-                    path=candidates,
-                    line=line,
-                    field="figure_id",
+    with progress.task("loading candidates") as task:
+        for batch in _batches(candidate_records):
+            rows = []
+            for line, candidate in batch:
+                if candidate.figure_id not in known_figures:
+                    raise InputError(
+                        f"figure {candidate.figure_id!r} is not in {figures_name or 'the figures'}",
+                        path=candidates_name,
+                        line=line,
+                        field="figure_id",
+                    )
+                rows.append(
+                    {
+                        "id": candidate.id,
+                        "figure_id": candidate.figure_id,
+                        "seq": seq,
+                        "record": _record(candidate),
+                    }
                 )
-            rows.append(
-                {
-                    "id": candidate.id,
-                    "figure_id": candidate.figure_id,
-                    "seq": seq,
-                    "record": _record(candidate),
-                }
-            )
-            seq += 1
-        _upsert(db, CandidateRow, rows)
-        summary.candidates += len(batch)
-        progress.advance(candidate_task, len(batch))
+                seq += 1
+            _upsert(db, CandidateRow, rows)
+            result.candidates += len(batch)
+            task.advance(len(batch))
 
-    item_task = progress.add_task("creating items", total=None)
-    summary.new_items, summary.figures_without_pairs, summary.figures_truncated = _create_items(
-        db, lambda count: progress.advance(item_task, count)
-    )
-    summary.total_items = count_items(db)
-    return summary
+    with progress.task("creating items") as task:
+        result.new_items, result.figures_without_pairs, result.figures_truncated = _create_items(db, task.advance)
+    result.total_items = count_items(db)
+    if result.images_outside:
+        warn(f"{result.images_outside} figure images are outside the image folders ({', '.join(folders)}): "
+             "the app will not show them; load them again naming their folder in images (--images)")
+    return result
 
 
 def _record(record: Figure | Candidate) -> dict[str, Any]:
@@ -205,3 +277,15 @@ def count_items(db: AnnotationDB) -> dict[str, int]:
     with db.read() as session:
         counts = dict(session.execute(select(Item.kind, func.count()).group_by(Item.kind)).all())
     return {kind: counts.get(kind, 0) for kind in ("compare", "demos")}
+
+
+def warn_if_not_ready(db: AnnotationDB) -> None:
+    """Warn when the app would have nothing to show: no items, or images but no folder to serve them from."""
+    if not any(count_items(db).values()):
+        warn(f"{db.display_url} has nothing to annotate yet: load figures and candidates (vital annotate load)")
+        return
+    with db.read() as session:
+        images = session.scalar(select(func.count()).select_from(FigureRow).where(FigureRow.image.is_not(None)))
+        if images and not image_folders(session):
+            warn(f"{db.display_url} records no image folder (it was loaded by an older vital), so no image is "
+                 "shown: load the corpus again")
