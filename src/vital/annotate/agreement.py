@@ -27,22 +27,26 @@ from typing import Any
 
 from sqlalchemy import select
 
-from vital.annotate.db import KINDS, AnnotationDB, Item, Task, User
+from vital.annotate.db import KINDS, AnnotationDB, Database, Item, Task, User, opened
+from vital.annotate.export import output_file
+from vital.errors import InputError
+from vital.records import ScoreSource, read_scores
 
 
 def cohen_kappa(first: Sequence[Hashable], second: Sequence[Hashable]) -> float:
-    """Cohen's kappa of two raters' labels on the same items (``nan`` when chance agreement is total)."""
+    """Cohen's kappa of two raters' labels on the same items (scikit-learn's).
+
+    ``nan`` when it is undefined: no items, or both raters gave every item the
+    same one label (chance agreement is then total).
+    """
     if len(first) != len(second):
         raise ValueError("both raters must label the same items")
-    n = len(first)
-    if n == 0:
+    labels = sorted(set(first) | set(second), key=str)
+    if len(labels) < 2:
         return math.nan
-    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
-    counts_a, counts_b = Counter(first), Counter(second)
-    expected = sum(counts_a[label] * counts_b[label] for label in counts_a) / (n * n)
-    if expected == 1.0:
-        return math.nan
-    return (observed - expected) / (1.0 - expected)
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(list(first), list(second), labels=labels))
 
 
 def krippendorff_alpha_nominal(units: Sequence[Sequence[Hashable]]) -> float:
@@ -162,8 +166,13 @@ def _judge_verdict(answer: _Answer, scores: dict[str, float]) -> bool | None:
     return scores[answer.label] == max(values)
 
 
-def agreement_report(db: AnnotationDB, *, judge_scores: dict[str, float] | None = None) -> AgreementReport:
-    answers = _answers(db)
+def agreement_report(db: Database, *, judge_scores: ScoreSource | None = None) -> AgreementReport:
+    """Answers per annotator, kappa per annotator pair, alpha per kind; with ``judge_scores`` (a scores file,
+    score records or candidate id -> score; only the model judge's records count), agreement with the judge."""
+    if judge_scores is not None:
+        judge_scores = _judge_scores(judge_scores)
+    with opened(db, create=False) as database:
+        answers = _answers(database)
     per_annotator: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
     labels: dict[str, Counter] = {kind: Counter() for kind in KINDS}
     by_item: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
@@ -211,6 +220,13 @@ def agreement_report(db: AnnotationDB, *, judge_scores: dict[str, float] | None 
     return AgreementReport(dict(per_annotator), pairs, overall, judge, labels)
 
 
+def _judge_scores(scores: ScoreSource) -> dict[str, float]:
+    by_candidate = read_scores(scores, source="model")
+    if not by_candidate and isinstance(scores, str | Path):
+        raise InputError("has no judge scores (records with source \"model\")", path=scores)
+    return by_candidate
+
+
 def _label_class(answer: _Answer) -> str:
     """A label's class for the summary: a candidate id counts as 'preferred'/'best'."""
     if answer.label in ("tie", "both_bad", "none"):
@@ -225,7 +241,7 @@ def plot_agreement(report: AgreementReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
+    path = output_file(path)
     figure, (answers_axis, kappa_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     names = sorted(report.answers)
     for offset, kind in enumerate(KINDS):
@@ -245,6 +261,6 @@ def plot_agreement(report: AgreementReport, path: str | Path) -> Path:
         kappa_axis.text(0.02, -0.3, f"Krippendorff's alpha: {alphas}", transform=kappa_axis.transAxes)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)
     return path

@@ -20,6 +20,9 @@ Demonstrations (``vital generate --demos``): per figure, the candidate most
 annotators picked as best (ties broken by how many marked it acceptable, then
 by candidate order), as the figure's record with ``conversations`` set to that
 candidate's turns and ``meta.demonstration`` saying who chose it.
+
+``db`` is an open :class:`~vital.annotate.db.AnnotationDB`, a SQLite file or a
+database URL; a SQLite file that does not exist is an :class:`InputError`.
 """
 
 from __future__ import annotations
@@ -30,21 +33,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from vital.annotate.db import AnnotationDB, CandidateRow, FigureRow, Item, Task, User
+from vital.annotate.config import ANSWER_KINDS, ExportConfig
+from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, Database, FigureRow, Item, Task, User, opened
 from vital.errors import InputError
 from vital.jsonl import write_jsonl_atomic
 from vital.records import Figure, Preference
 
-PREFERENCE_SOURCES = ("all", "compare", "demos")
+
+@dataclass
+class ExportResult:
+    out: Path
+    records: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Answers that give no preference pair, by reason (``compare:tie``, ``compare:both_bad``, ``demos:none``)."""
 
 
 @dataclass
-class ExportSummary:
-    path: Path
-    records: int = 0
+class AnnotationCounts:
+    """What the clinicians have given so far, and what an export would write from it."""
+
+    answers: dict[str, int]
+    """Answered tasks per kind (``compare``, ``demos``)."""
+    annotators: int
+    """Annotators with at least one answer."""
+    preferences: int
+    """Preference pairs from all answers (what ``export_preferences`` writes)."""
+    demonstrations: int
+    """Figures with a clinician-chosen demonstration (what ``export_demonstrations`` writes)."""
     skipped: dict[str, int] = field(default_factory=dict)
+    """Answers that give no preference pair, by reason."""
 
 
 def _answered(db: AnnotationDB, kind: str | None = None) -> list[tuple[Task, Item, str]]:
@@ -62,13 +81,13 @@ def _answered(db: AnnotationDB, kind: str | None = None) -> list[tuple[Task, Ite
 
 
 def preference_records(
-    db: AnnotationDB, *, source: str = "all", skipped: dict[str, int] | None = None
+    db: AnnotationDB, *, answers: str = "all", skipped: dict[str, int] | None = None
 ) -> Iterator[Preference]:
-    """The preference pairs implied by the answers; ``skipped`` counts answers that imply none."""
-    if source not in PREFERENCE_SOURCES:
-        raise InputError(f"unknown source {source!r} (expected one of {', '.join(PREFERENCE_SOURCES)})", field="--from")
+    """The preference pairs implied by the ``answers`` (all, compare, demos); ``skipped`` counts answers giving none."""
+    if answers not in ANSWER_KINDS:
+        raise InputError(f"{answers!r} is not one of {', '.join(ANSWER_KINDS)}", field="answers")
     skipped = skipped if skipped is not None else {}
-    for task, item, annotator in _answered(db, None if source == "all" else source):
+    for task, item, annotator in _answered(db, None if answers == "all" else answers):
         pairs = list(_pairs(task))
         if not pairs:
             reason = f"{task.kind}:{task.label}" if task.label in ("tie", "both_bad", "none") else task.kind
@@ -152,13 +171,57 @@ def demonstration_records(db: AnnotationDB) -> Iterator[Figure]:
             yield figure
 
 
-def export_preferences(db: AnnotationDB, out: str | Path, *, source: str = "all") -> ExportSummary:
-    summary = ExportSummary(Path(out))
-    summary.records = write_jsonl_atomic(out, preference_records(db, source=source, skipped=summary.skipped))
-    return summary
+def output_file(out: str | Path) -> Path:
+    """``out`` as a file to (over)write; a directory there is an :class:`InputError`."""
+    out = Path(out)
+    if out.is_dir():
+        raise InputError("is a directory; expected a file", path=out)
+    return out
 
 
-def export_demonstrations(db: AnnotationDB, out: str | Path) -> ExportSummary:
-    summary = ExportSummary(Path(out))
-    summary.records = write_jsonl_atomic(out, demonstration_records(db))
-    return summary
+def export_preferences(db: Database, out: str | Path, *, answers: str = "all") -> ExportResult:
+    """Write the preference pairs of the ``answers`` (all, compare, demos) to ``out`` (JSONL, atomically)."""
+    result = ExportResult(output_file(out))
+    with opened(db, create=False) as database:
+        records = preference_records(database, answers=answers, skipped=result.skipped)
+        result.records = write_jsonl_atomic(result.out, records)
+    return result
+
+
+def export_demonstrations(db: Database, out: str | Path) -> ExportResult:
+    """Write one demonstration per figure whose demos tasks picked a best candidate to ``out`` (JSONL)."""
+    result = ExportResult(output_file(out))
+    with opened(db, create=False) as database:
+        result.records = write_jsonl_atomic(result.out, demonstration_records(database))
+    return result
+
+
+def export_annotations(db: Database, out: str | Path, config: ExportConfig) -> ExportResult:
+    """``vital annotate export``: preferences or demonstrations, as ``config.kind`` says."""
+    if config.kind == "demos":
+        return export_demonstrations(db, out)
+    return export_preferences(db, out, answers=config.answers)
+
+
+def annotation_counts(db: Database) -> AnnotationCounts:
+    """How many answers, preference pairs and demonstrations the database holds (nothing is written)."""
+    with opened(db, create=False) as database:
+        with database.read() as session:
+            per_kind = dict(
+                session.execute(
+                    select(Task.kind, func.count()).where(Task.answered_at.is_not(None)).group_by(Task.kind)
+                ).all()
+            )
+            annotators = session.scalar(
+                select(func.count(func.distinct(Task.user_id))).where(Task.answered_at.is_not(None))
+            )
+        skipped: dict[str, int] = {}
+        preferences = sum(1 for _ in preference_records(database, skipped=skipped))
+        demonstrations = sum(1 for _ in demonstration_records(database))
+    return AnnotationCounts(
+        answers={kind: per_kind.get(kind, 0) for kind in KINDS},
+        annotators=annotators or 0,
+        preferences=preferences,
+        demonstrations=demonstrations,
+        skipped=skipped,
+    )
