@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
 
+from vital.annotate.config import LOGIN_TTL_HOURS
 from vital.annotate.db import AnnotationDB, LoginToken, SessionRow, User
 from vital.errors import InputError
 
-LOGIN_TTL_HOURS = 72.0
 SESSION_TTL_HOURS = 12.0
 
 
@@ -83,9 +83,30 @@ def login_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/login?token={token}"
 
 
+def _usable(token: str) -> bool:
+    return bool(token) and len(token) <= 200
+
+
+def login_token_owner(db: AnnotationDB, token: str) -> Annotator | None:
+    """Whom a login token signs in, without spending it; ``None`` if it is unknown, used or expired."""
+    if not _usable(token):
+        return None
+    with db.read() as session:
+        user = session.scalar(
+            select(User)
+            .join(LoginToken, LoginToken.user_id == User.id)
+            .where(
+                LoginToken.token_hash == _hash(token),
+                LoginToken.used_at.is_(None),
+                LoginToken.expires_at > time.time(),
+            )
+        )
+    return _annotator(user) if user else None
+
+
 def redeem_login_token(db: AnnotationDB, token: str, *, ttl_hours: float = SESSION_TTL_HOURS) -> LoginSession | None:
     """Spend a login token and open a session; ``None`` if the token is unknown, used or expired."""
-    if not token or len(token) > 200:
+    if not _usable(token):
         return None
     now = time.time()
     with db.write() as session:
@@ -119,7 +140,7 @@ def redeem_login_token(db: AnnotationDB, token: str, *, ttl_hours: float = SESSI
 
 def session_annotator(db: AnnotationDB, session_token: str | None) -> tuple[Annotator, str] | None:
     """The annotator and CSRF token of a live session cookie, or ``None``."""
-    if not session_token or len(session_token) > 200:
+    if session_token is None or not _usable(session_token):
         return None
     with db.read() as session:
         row = session.execute(

@@ -17,6 +17,9 @@ Answers (``A`` is the first candidate *as displayed to this annotator*):
 
 Submitting is idempotent and an answer can be revised: the task row holds the
 latest answer, and ``revisions`` counts changes.
+
+An annotator sees the image of a figure only when one of their tasks shows
+it (administrators: every figure), and only from the image folders.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -31,12 +35,14 @@ from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vital.annotate.auth import Annotator
-from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, FigureRow, Item, Task, User
-from vital.annotate.images import image_info
+from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, FigureRow, Item, Task, User, image_folders
+from vital.annotate.images import confined, image_info
 from vital.errors import InputError
 
 COMPARE_CHOICES = ("A", "B", "tie", "both_bad")
 MAX_COMMENT = 5000
+#: The largest id an INTEGER column holds on PostgreSQL (SQLite's hold 64 bits): a larger number names no task.
+MAX_ID = 2**31 - 1
 _shuffler = random.SystemRandom()
 
 
@@ -77,10 +83,21 @@ def _open_item(session: Any, user: Annotator, kind: str, overlap: int) -> Any:
     return None
 
 
-def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1) -> int | None:
-    """The id of the annotator's next task of ``kind`` (assigning a new item if needed), or ``None``."""
+def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown task kind {kind!r} (expected one of: {', '.join(KINDS)})")
+
+
+def pending_task(db: AnnotationDB, user: Annotator, kind: str) -> int | None:
+    """The annotator's oldest unanswered task of ``kind``, if any (assigns nothing)."""
+    _check_kind(kind)
+    with db.read() as session:
+        return _pending(session, user, kind)
+
+
+def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1) -> int | None:
+    """The id of the annotator's next task of ``kind`` (assigning a new item if needed), or ``None``."""
+    _check_kind(kind)
     for _attempt in range(20):
         try:
             with db.write() as session:
@@ -136,7 +153,13 @@ def release_open_tasks(db: AnnotationDB, name: str) -> int:
         return len(released)
 
 
+def _check_id(task_id: int) -> None:
+    if not 1 <= task_id <= MAX_ID:
+        raise TaskNotFound(f"no task {task_id} for you")
+
+
 def _own_task(session: Any, user: Annotator, task_id: int) -> Task:
+    _check_id(task_id)
     task = session.get(Task, task_id)
     if task is None or task.user_id != user.id:
         raise TaskNotFound(f"no task {task_id} for you")
@@ -145,6 +168,7 @@ def _own_task(session: Any, user: Annotator, task_id: int) -> Task:
 
 def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]:
     """The task as the API returns it: figure, candidates in display order, the current answer."""
+    _check_id(task_id)
     with db.read() as session:
         task = session.execute(
             select(
@@ -173,6 +197,7 @@ def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]
         ids = session.scalars(
             select(Task.id).where(Task.user_id == user.id, Task.kind == task.kind).order_by(Task.id)
         ).all()
+        image = confined(task.image, image_folders(session)) if task.image else None
     record = task.record
     position = ids.index(task.id)
     return {
@@ -184,8 +209,8 @@ def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]
             "mentions": record.get("mentions", []),
             "domains": record.get("domains", []),
             "label": record.get("label"),
-            "image_url": f"/images/{quote(task.figure_id, safe='')}" if task.image else None,
-            "windows": image_info(task.image).windows if task.image else [],
+            "image_url": f"/images/{quote(task.figure_id, safe='')}" if image else None,
+            "windows": image_info(str(image)).windows if image else [],
         },
         "candidates": [{"id": cid, "conversations": conversations[cid]["conversations"]} for cid in task.display_order],
         "answer": _answer_view(task),
@@ -193,6 +218,22 @@ def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]
         "next_task_id": ids[position + 1] if position + 1 < len(ids) else None,
         "position": position + 1,
     }
+
+
+def figure_image(db: AnnotationDB, user: Annotator, figure_id: str) -> Path | None:
+    """The image file of a figure ``user`` may see, symlinks resolved, inside the image folders; else ``None``."""
+    with db.read() as session:
+        query = select(FigureRow.image).where(FigureRow.id == figure_id)
+        if not user.is_admin:
+            shown = (
+                select(Task.id)
+                .join(Item, Item.id == Task.item_id)
+                .where(Item.figure_id == FigureRow.id, Task.user_id == user.id)
+                .exists()
+            )
+            query = query.where(shown)
+        image = session.scalar(query)
+        return confined(image, image_folders(session)) if image else None
 
 
 def _answer_view(task: Any) -> dict[str, Any] | None:

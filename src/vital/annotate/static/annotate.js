@@ -1,4 +1,5 @@
 // vital annotate: keyboard-first annotation, image zoom/pan, saving answers with the CSRF header.
+// Every change is a POST with the X-CSRF-Token header (a GET never changes anything).
 (function () {
   "use strict";
 
@@ -20,6 +21,13 @@
     });
   }
 
+  const statusElement = document.getElementById("status");
+  function status(text, kind) {
+    if (!statusElement) return;
+    statusElement.textContent = text;
+    statusElement.className = kind || "";
+  }
+
   const logout = document.getElementById("logout");
   if (logout) {
     logout.addEventListener("click", async function () {
@@ -28,17 +36,51 @@
     });
   }
 
+  // Starting (or continuing) a kind of task hands out an item: a POST, then the task's page.
+  // When nothing is handed out, the kind's page says why (all done, or signed out).
+  async function startNext(kind) {
+    try {
+      const response = await post("/api/tasks/next?kind=" + encodeURIComponent(kind), {});
+      if (response.status === 200) {
+        window.location.href = "/tasks/" + (await response.json()).task_id;
+        return;
+      }
+    } catch (error) {
+      status("The server cannot be reached. Try again.", "error");
+      return;
+    }
+    window.location.href = "/annotate/" + kind;
+  }
+  for (const starter of document.querySelectorAll("[data-start]")) {
+    starter.addEventListener("click", function (event) {
+      event.preventDefault();
+      startNext(starter.dataset.start);
+    });
+  }
+
+  // A login link opened while someone else is signed in: switch only when asked to.
+  const switchUser = document.getElementById("switch-user");
+  if (switchUser) {
+    switchUser.addEventListener("click", async function () {
+      const response = await post("/login", { token: switchUser.dataset.token });
+      if (response.ok) {
+        window.location.href = "/";
+        return;
+      }
+      let detail = response.statusText;
+      try { detail = (await response.json()).detail; } catch (ignored) { /* not JSON */ }
+      status("Not switched: " + detail, "error");
+    });
+  }
+
   const dataElement = document.getElementById("task-data");
   if (!dataElement) return;
   const task = JSON.parse(dataElement.textContent);
-  const statusElement = document.getElementById("status");
   const comment = document.getElementById("comment");
-  const nextUrl = task.next_task_id ? "/tasks/" + task.next_task_id : "/annotate/" + task.kind;
   const prevUrl = task.previous_task_id ? "/tasks/" + task.previous_task_id : null;
-
-  function status(text, kind) {
-    statusElement.textContent = text;
-    statusElement.className = kind || "";
+  function goNext() {
+    if (task.next_task_id) window.location.href = "/tasks/" + task.next_task_id;
+    else startNext(task.kind);
   }
 
   // ---- image viewer: wheel or +/- to zoom at a point, drag to pan, R to fit -------------------------
@@ -138,7 +180,7 @@
       const response = await post("/api/tasks/" + task.task_id + "/answer", answer);
       if (response.ok) {
         status("Saved", "saved");
-        window.setTimeout(function () { window.location.href = nextUrl; }, 150);
+        window.setTimeout(goNext, 150);
         return;
       }
       let detail = response.statusText;
@@ -279,7 +321,7 @@
     else if (key === "arrowleft" || key === "k") { if (prevUrl) window.location.href = prevUrl; }
     else if (key === "arrowright" || key === "j") {
       if (!task.answer && !task.next_task_id) status("Answer this task first.", "error");
-      else window.location.href = nextUrl;
+      else goNext();
     } else if (key === "c") comment.focus();
     else if (key === "?") help.hidden = !help.hidden;
     else if (key === "+" || key === "=") zoomCenter(1.5);
