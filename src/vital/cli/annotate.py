@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from vital.annotate.config import LOGIN_TTL_HOURS, ExportConfig, ServeConfig
+from vital.cli.options import config_options
+from vital.cli.progress import RichProgress
+
 DB_HELP = "Database URL (sqlite:///FILE or postgresql+psycopg://...) or a SQLite file path."
 DEFAULT_DB = "sqlite:///annotations.db"
-
-
-class ExportKind(StrEnum):
-    preferences = "preferences"
-    demos = "demos"
-
-
-class PreferenceSource(StrEnum):
-    all = "all"
-    compare = "compare"
-    demos = "demos"
+IMAGES_HELP = "Another folder images may be shown from (repeatable); the figures file's folder always is."
 
 
 def register(app: typer.Typer) -> None:
@@ -31,63 +25,56 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="annotate")
 
     @group.command()
+    @config_options(ServeConfig)
     def serve(
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
         figures: Path | None = typer.Option(None, "--figures", help="Figures JSONL to load (idempotent)."),
         candidates: Path | None = typer.Option(None, "--candidates", help="Candidates JSONL to load."),
-        host: str = typer.Option("127.0.0.1", "--host"),
-        port: int = typer.Option(8000, "--port"),
-        overlap: int = typer.Option(1, "--overlap", min=1, help="Annotators per item (for agreement)."),
+        images: list[Path] = typer.Option([], "--images", help=IMAGES_HELP),
+        *,
+        config: ServeConfig,
     ) -> None:
         """Load figures and candidates (if given) and serve the annotation app."""
-        import uvicorn
-
-        from vital.annotate import AnnotationDB, create_app, list_users
-        from vital.annotate.app import redact_tokens_in_server_logs
-        from vital.annotate.loading import count_items
+        from vital.annotate import AnnotationDB, list_users, load_corpus
+        from vital.annotate import serve as run_server
         from vital.errors import InputError
-        from vital.jsonl import warn
 
         if (figures is None) != (candidates is None):
             raise InputError("give both --figures and --candidates, or neither", field="--candidates")
+        if images and figures is None:
+            raise InputError("only applies when loading: give --figures and --candidates too", field="--images")
         database = AnnotationDB(db)
         if figures is not None:
-            _print_load(database, figures, candidates)
-        elif not any(count_items(database).values()):
-            warn(f"{db} has nothing to annotate yet: pass --figures and --candidates to load them")
-        config = uvicorn.Config(
-            create_app(database, overlap=overlap), host=host, port=port, log_level="info", proxy_headers=True
-        )
-        redact_tokens_in_server_logs()  # uvicorn.Config has just (re)configured its loggers
+            progress = RichProgress(transient=True)
+            _print_load(load_corpus(database, figures, candidates, images=images, progress=progress))
         users = list_users(database)
         typer.echo(
-            f"serving on http://{host}:{port} with overlap {overlap} ({len(users)} users); "
-            f"add one with: vital annotate add-user NAME --db {db}"
+            f"serving on http://{config.host}:{config.port} (login links: {config.url}) with overlap {config.overlap} "
+            f"({len(users)} users); add one with: vital annotate add-user NAME --db {db}"
         )
-        uvicorn.Server(config).run()
+        run_server(database, config)
 
     @group.command()
     def load(
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
         figures: Path = typer.Option(..., "--figures", help="Figures JSONL."),
         candidates: Path = typer.Option(..., "--candidates", help="Candidates JSONL."),
+        images: list[Path] = typer.Option([], "--images", help=IMAGES_HELP),
     ) -> None:
         """Load figures and candidates into annotation items without serving (idempotent)."""
-        from vital.annotate import AnnotationDB
+        from vital.annotate import load_corpus
 
-        _print_load(AnnotationDB(db), figures, candidates)
+        _print_load(load_corpus(db, figures, candidates, images=images, progress=RichProgress(transient=True)))
 
     @group.command("add-user")
+    @config_options(ServeConfig, "server", exclude=("overlap", "max_body", "secure_cookies"))
     def add_user_command(
         name: str = typer.Argument(..., help="The annotator's name (shown in exports and stats)."),
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
         admin: bool = typer.Option(False, "--admin", help="May see progress and agreement."),
-        host: str = typer.Option("127.0.0.1", "--host", help="Host the link points to."),
-        port: int = typer.Option(8000, "--port", help="Port the link points to."),
-        public_url: str | None = typer.Option(
-            None, "--public-url", help="The URL clinicians open (overrides --host and --port in the link)."
-        ),
-        expires_hours: float = typer.Option(72.0, "--expires-hours", help="Hours the link stays valid."),
+        expires_hours: float = typer.Option(LOGIN_TTL_HOURS, "--expires-hours", help="Hours the link stays valid."),
+        *,
+        server: ServeConfig,
     ) -> None:
         """Create an annotator (or reuse one) and print a one-time login link as the last line."""
         from vital.annotate import AnnotationDB, add_user, issue_login_token, login_url
@@ -101,7 +88,7 @@ def register(app: typer.Typer) -> None:
             f"this link works once, for {expires_hours:g} hours:",
             err=True,
         )
-        typer.echo(login_url(public_url or f"http://{host}:{port}", token))
+        typer.echo(login_url(server.url, token))
 
     @group.command()
     def release(
@@ -109,35 +96,31 @@ def register(app: typer.Typer) -> None:
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
     ) -> None:
         """Return an annotator's unanswered tasks to the pool (their answers stay)."""
-        from vital.annotate import AnnotationDB
-        from vital.annotate.tasks import release_open_tasks
+        from vital.annotate import AnnotationDB, release_open_tasks
 
         count = release_open_tasks(AnnotationDB(db, create=False), name)
         typer.echo(f"released {count} open tasks of {name!r}")
 
     @group.command()
+    @config_options(ExportConfig)
     def export(
         db: str = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
-        kind: ExportKind = typer.Option(..., "--kind", help="preferences (pairs) or demos (figure records)."),
         out: Path = typer.Option(..., "--out", help="Output JSONL."),
-        source: PreferenceSource = typer.Option(
-            PreferenceSource.all, "--from", help="Preferences from compare answers, demos answers, or both."
-        ),
+        *,
+        config: ExportConfig,
     ) -> None:
         """Write preference pairs (for `vital selector train`) or demonstrations (for `vital generate`)."""
-        from vital.annotate import AnnotationDB, export_demonstrations, export_preferences
+        from vital.annotate import export_annotations
 
-        database = AnnotationDB(db, create=False)
-        if kind is ExportKind.preferences:
-            summary = export_preferences(database, out, source=source.value)
-            skipped = ", ".join(f"{count} {why}" for why, count in sorted(summary.skipped.items()))
-            typer.echo(
-                f"wrote {summary.records} preference pairs to {out}"
-                + (f" (answers that rank nothing: {skipped})" if skipped else "")
-            )
-        else:
-            summary = export_demonstrations(database, out)
-            typer.echo(f"wrote {summary.records} demonstrations to {out}")
+        result = export_annotations(db, out, config)
+        if config.kind == "demos":
+            typer.echo(f"wrote {result.records} demonstrations to {result.out}")
+            return
+        skipped = ", ".join(f"{count} {why}" for why, count in sorted(result.skipped.items()))
+        typer.echo(
+            f"wrote {result.records} preference pairs to {result.out}"
+            + (f" (answers that rank nothing: {skipped})" if skipped else "")
+        )
 
     @group.command()
     def stats(
@@ -147,12 +130,10 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Answers per annotator, Cohen's kappa per pair, Krippendorff's alpha, agreement with the judge."""
-        from vital.annotate import AnnotationDB, agreement_report
+        from vital.annotate import agreement_report
         from vital.annotate.agreement import plot_agreement
-        from vital.records import read_scores
 
-        judge = read_scores(scores, source="model") if scores else None
-        report = agreement_report(AnnotationDB(db, create=False), judge_scores=judge)
+        report = agreement_report(db, judge_scores=scores)
         if plot is not None:
             plot_agreement(report, plot)
         if as_json:
@@ -161,21 +142,18 @@ def register(app: typer.Typer) -> None:
         _print_report(report)
 
 
-def _print_load(database: object, figures: Path, candidates: Path) -> None:
-    from vital.annotate import load_corpus
-
-    summary = load_corpus(database, figures, candidates, show_progress=True)
-    new = summary.new_items
+def _print_load(result: Any) -> None:
+    new = result.new_items
     typer.echo(
-        f"loaded {summary.figures} figures and {summary.candidates} candidates: "
+        f"loaded {result.figures} figures and {result.candidates} candidates: "
         f"{new['demos']} new demonstration items, {new['compare']} new comparison items "
-        f"(now {summary.total_items['demos']} and {summary.total_items['compare']})"
+        f"(now {result.total_items['demos']} and {result.total_items['compare']})"
     )
-    if summary.figures_without_pairs:
-        typer.echo(f"  {summary.figures_without_pairs} figures have fewer than 2 candidates and get no items")
-    if summary.figures_truncated:
+    if result.figures_without_pairs:
+        typer.echo(f"  {result.figures_without_pairs} figures have fewer than 2 candidates and get no items")
+    if result.figures_truncated:
         typer.echo(
-            f"  {summary.figures_truncated} figures have more than 4 candidates: demonstration items show their first 4"
+            f"  {result.figures_truncated} figures have more than 4 candidates: demonstration items show their first 4"
         )
 
 
@@ -183,7 +161,7 @@ def _fmt(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def _print_report(report: object) -> None:
+def _print_report(report: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
