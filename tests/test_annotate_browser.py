@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from test_annotate import LiveServer, make_corpus
 from vital.annotate import AnnotationDB, add_user, issue_login_token, load_corpus, login_url
+from vital.annotate.db import Task
 from vital.jsonl import read_records
 from vital.records import Preference
 
@@ -44,6 +45,11 @@ def shown_task(page) -> dict:
     return json.loads(page.locator("#task-data").text_content())
 
 
+def demos_tasks(database: AnnotationDB) -> int:
+    with database.read() as session:
+        return session.query(Task).filter(Task.kind == "demos").count()
+
+
 def test_sign_in_annotate_three_items_with_the_keyboard_and_export(browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
@@ -53,7 +59,7 @@ def test_sign_in_annotate_three_items_with_the_keyboard_and_export(browser, tmp_
     database = AnnotationDB(tmp_path / "annotations.db")
     load_corpus(database, *make_corpus(tmp_path / "corpus"))
     user, _ = add_user(database, "dr-ana")
-    with LiveServer(create_app(database, overlap=1)) as live:
+    with LiveServer(create_app(database)) as live:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         problems: list[str] = []
         page.on("pageerror", lambda error: problems.append(str(error)))
@@ -110,15 +116,29 @@ def test_sign_in_annotate_three_items_with_the_keyboard_and_export(browser, tmp_
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "annotate.png"))
 
-        # demonstrations: Shift+2 marks the second acceptable, 1 picks the first as best, Enter saves
+        # demonstrations: opening the page hands out nothing (a GET); its Start button asks for a task (a POST)
         page.goto(f"{live.url}/annotate/demos")
+        expect(page.locator("h1")).to_have_text("Choose demonstrations")
+        assert demos_tasks(database) == 0
+        with page.expect_navigation():
+            page.click("#start-demos")
         demo = shown_task(page)
+        assert demos_tasks(database) == 1
+        # Shift+2 marks the second acceptable, 1 picks the first as best, Enter saves
         page.keyboard.press("Shift+Digit2")
         page.keyboard.press("1")
         expect(page.locator("#candidate-1")).to_have_class("candidate is-acceptable is-best")
         with page.expect_navigation():
             page.keyboard.press("Enter")
         assert shown_task(page)["task_id"] != demo["task_id"]
+
+        # another annotator's link, opened while signed in: a question first, the switch on request
+        ben, _ = add_user(database, "dr-ben")
+        page.goto(login_url(live.url, issue_login_token(database, ben)))
+        expect(page.locator("h1")).to_have_text("Sign in as dr-ben?")
+        with page.expect_navigation():
+            page.click("#switch-user")
+        expect(page.locator("h1")).to_have_text("Welcome, dr-ben")
         assert problems == []
 
     out = tmp_path / "preferences.jsonl"
