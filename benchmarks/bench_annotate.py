@@ -6,7 +6,8 @@ Loading, export and stats run as child ``vital`` processes (their own time and
 peak memory).  The server is a child ``vital annotate serve`` process on
 127.0.0.1 with SQLite in WAL mode; annotators are threads, each with its own
 HTTP client and session, doing what the page does: ask for the next task,
-then post an answer.
+then post an answer.  Last, oversized request bodies are sent to the same
+server, which must refuse them without its peak memory growing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -117,7 +119,7 @@ def annotate_for(seconds: float, url: str, tokens: list[str]) -> tuple[int, list
             headers = {"X-CSRF-Token": client.cookies["csrf_token"]}
             while time.monotonic() < stop:
                 started = time.perf_counter()
-                response = client.get("/api/tasks/next", params={"kind": "compare"})
+                response = client.post("/api/tasks/next", params={"kind": "compare"}, headers=headers)
                 mine_next.append((time.perf_counter() - started) * 1000)
                 if response.status_code == 204:
                     break
@@ -140,6 +142,30 @@ def annotate_for(seconds: float, url: str, tokens: list[str]) -> tuple[int, list
     for thread in threads:
         thread.join()
     return sum(answers), next_ms, answer_ms
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+
+
+def send_oversized(url: str, token: str, bodies: int, size: int) -> list[int]:
+    """POST ``bodies`` answers of ``size`` bytes each, half of them chunked; the status codes.
+
+    The bodies are streamed from one 1 MB block, so that this process stays
+    small (the children it starts later would inherit its peak memory).
+    """
+    block = b"x" * (1 << 20)
+    statuses = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        client.get(f"/login?token={token}")
+        for number in range(bodies):
+            headers = {"X-CSRF-Token": client.cookies["csrf_token"]}
+            if number % 2:
+                headers["Content-Length"] = str(size)
+            content = (block for _ in range(size // len(block)))
+            statuses.append(client.post("/api/tasks/1/answer", content=content, headers=headers).status_code)
+    return statuses
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -175,12 +201,15 @@ def main() -> None:
             add_measured_row(table, label, load, 7 * n, "items")
         database = AnnotationDB(db)
         tokens = [
-            issue_login_token(database, add_user(database, f"annotator{i}")[0]) for i in range(annotators)
+            issue_login_token(database, add_user(database, f"annotator{i}")[0]) for i in range(annotators + 1)
         ]
         port = free_port()
         server = serve(db, port, overlap=2)
         try:
-            done, next_ms, answer_ms = annotate_for(seconds, f"http://127.0.0.1:{port}", tokens)
+            done, next_ms, answer_ms = annotate_for(seconds, f"http://127.0.0.1:{port}", tokens[:-1])
+            before = peak_rss_mb(server.pid)
+            statuses = send_oversized(f"http://127.0.0.1:{port}", tokens[-1], bodies=6, size=50 << 20)
+            growth = peak_rss_mb(server.pid) - before
         finally:
             server.terminate()
             server.wait(10)
@@ -191,6 +220,13 @@ def main() -> None:
             "",
             f"next p50 {percentile(next_ms, 0.5):.0f} ms, p95 {percentile(next_ms, 0.95):.0f} ms; "
             f"answer p50 {percentile(answer_ms, 0.5):.0f} ms, p95 {percentile(answer_ms, 0.95):.0f} ms",
+        )
+        table.add_row(
+            "6 bodies of 50 MB (3 chunked), limit 1 MB",
+            "",
+            ", ".join(f"{count} x {status}" for status, count in sorted(Counter(statuses).items())),
+            f"+{growth:.1f}",
+            f"server peak RSS {before:.0f} MB before; the growth is the RSS column",
         )
         export = [
             "annotate",
