@@ -12,8 +12,16 @@ from typer.testing import CliRunner
 from openai_double import DoubleConfig, running_double
 from vital.cli import app
 from vital.errors import InputError
-from vital.evaluate import evaluate_vqa, load_questions
-from vital.evaluate.answer import YES_NO_SUFFIX, answer_questions, benchmark_questions
+from vital.evaluate import VqaConfig, eval_vqa, load_questions
+from vital.evaluate.answer import (
+    YES_NO_SUFFIX,
+    AnswerConfig,
+    answer_questions,
+    benchmark_questions,
+    check_checkpoint,
+    eval_answer,
+)
+from vital.jsonl import FailureLog, JsonlWriter
 from vital.llm import EngineConfig
 
 VQA_RAD = [
@@ -142,11 +150,13 @@ def test_transformers_backend_on_a_tiny_random_llava(
 ) -> None:
     questions = benchmark_questions("vqa-rad", benchmark_dir)
     out = tmp_path / "answers.jsonl"
-    stats, engine = answer_questions(
-        questions, out, backend="transformers", model_path=tiny_llava, max_new_tokens=4, yes_no_suffix=True
+    local = EngineConfig(model=str(tiny_llava))
+    result = answer_questions(
+        questions, out, AnswerConfig(backend="transformers", max_tokens=4, yes_no_suffix=True), local
     )
-    assert engine is None
-    assert (stats.done, stats.failed) == (2, 1)
+    assert result.stats.usage is None  # no server was called
+    assert (result.done, result.failed) == (2, 1)
+    assert result.failures == tmp_path / "answers.failures.jsonl"
     records = {r["question_id"]: r for r in read_lines(out)}
     assert set(records) == {"5", "6"}
     assert records["5"]["prompt"] == "Is there a mass?" + YES_NO_SUFFIX + "\n<image>"
@@ -157,27 +167,99 @@ def test_transformers_backend_on_a_tiny_random_llava(
     failure = read_lines(tmp_path / "answers.failures.jsonl")[0]
     assert failure["id"] == "7" and "image not found" in failure["reason"]
     # the answer file scores (the missing one counts as wrong)
-    result = evaluate_vqa(benchmark_dir / "test.json", out, allow_missing=True)
-    assert (result.metrics["n_open"], result.metrics["n_closed"], result.missing) == (2, 1, 1)
+    scored = eval_vqa(benchmark_dir / "test.json", out, VqaConfig(allow_missing=True))
+    assert (scored.metrics["n_open"], scored.metrics["n_closed"], scored.missing) == (2, 1, 1)
     # a rerun answers only what is missing
     (benchmark_dir / "images" / "missing.jpg").write_bytes(
         (benchmark_dir / "images" / "synpic1.jpg").read_bytes()
     )
-    stats, _ = answer_questions(
-        benchmark_questions("vqa-rad", benchmark_dir),
-        out,
-        backend="transformers",
-        model_path=tiny_llava,
-        max_new_tokens=4,
+    again = eval_answer(
+        out, AnswerConfig(benchmark="vqa-rad", data=benchmark_dir, backend="transformers", max_tokens=4), local
     )
-    assert (stats.done, stats.skipped) == (1, 2)
-    again = read_lines(out)[-1]
-    assert again["question_id"] == "7"
+    assert (again.done, again.skipped, again.failures) == (1, 2, None)
+    assert not (tmp_path / "answers.failures.jsonl").exists()  # nothing failed this time
+    assert read_lines(out)[-1]["question_id"] == "7"
 
 
-def test_transformers_backend_refuses_a_non_model_folder(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="not a model folder"):
-        answer_questions([], tmp_path / "a.jsonl", backend="transformers", model_path=tmp_path)
+def test_checkpoints_the_backend_cannot_load_are_one_line(tiny_llava: Path, tmp_path: Path) -> None:
+    check_checkpoint(tiny_llava)
+    with pytest.raises(InputError, match="not a model folder \\(no config.json\\); --backend transformers loads"):
+        check_checkpoint(tmp_path)
+    mistral = tmp_path / "llava-med-v1.5"
+    mistral.mkdir()
+    (mistral / "config.json").write_text(json.dumps({"model_type": "llava_mistral"}))
+    (mistral / "model-00001-of-00004.safetensors").write_bytes(b"")
+    with pytest.raises(InputError) as caught:
+        check_checkpoint(mistral)
+    message = str(caught.value)
+    assert "found a 'llava_mistral' checkpoint" in message and "model_type 'llava'" in message
+    assert "\n" not in message and caught.value.field == "--model"
+    unweighted = tmp_path / "no-weights"
+    unweighted.mkdir()
+    for name in ("config.json", "tokenizer.json", "preprocessor_config.json"):
+        (unweighted / name).write_text((tiny_llava / "config.json").read_text() if name == "config.json" else "{}")
+    with pytest.raises(InputError, match="no model weights .* found config.json, preprocessor_config.json, tok"):
+        check_checkpoint(unweighted)
+
+
+def test_answer_cli_refuses_an_unloadable_checkpoint_before_loading_it(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question_id": 1, "image": "images/a.png", "text": "What?"}) + "\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llava_mistral"}))
+    args = ["eval", "answer", "--questions", str(questions), "--out", str(tmp_path / "a.jsonl")]
+    result = CliRunner().invoke(app, [*args, "--backend", "transformers", "--model", str(model)])
+    assert isinstance(result.exception, InputError) and "llava_mistral" in str(result.exception)
+
+
+def test_slake_and_pathvqa_answering_with_images(shared_data: Path, tmp_path: Path) -> None:
+    """SLAKE's images are beside its questions; PathVQA's release has none: one error, then --images works."""
+    slake = benchmark_questions("slake", shared_data / "slake")
+    assert all(question.image.exists() for question in slake)
+    copied = tmp_path / "slake-images"
+    (copied / "xmlab102").mkdir(parents=True)
+    (copied / "xmlab102" / "source.jpg").write_bytes((shared_data / "slake/images/xmlab102/source.jpg").read_bytes())
+    moved = benchmark_questions("slake", shared_data / "slake", images=copied)
+    assert moved[0].image == copied / "xmlab102" / "source.jpg" and moved[0].image.exists()
+
+    engine = EngineConfig(base_url="http://127.0.0.1:9/v1", model="vlm")  # never called
+    with pytest.raises(InputError) as caught:
+        eval_answer(tmp_path / "p.jsonl", AnswerConfig(benchmark="pathvqa", data=shared_data / "pathvqa"), engine)
+    assert "none of the 6761 questions has its image" in str(caught.value)
+    assert "PathVQA's release of the questions has no images" in str(caught.value)
+    assert caught.value.field == "--images" and not (tmp_path / "p.failures.jsonl").exists()
+
+    first_image = benchmark_questions("pathvqa", shared_data / "pathvqa")[0].image.name  # test_0001.jpg
+    pathvqa_images = tmp_path / "pvqa" / "images" / "test"
+    pathvqa_images.mkdir(parents=True)
+    Image.new("RGB", (20, 20), (120, 60, 90)).save(pathvqa_images / first_image)
+    out = tmp_path / "pvqa.jsonl"
+    with running_double(DoubleConfig(reply=lambda body: "yes")) as double:
+        config = AnswerConfig(benchmark="pathvqa", data=shared_data / "pathvqa", images=tmp_path / "pvqa", limit=12)
+        result = eval_answer(out, config, EngineConfig(base_url=double.base_url, model="vlm", backoff_base=0.01))
+    answered = {record["question_id"] for record in read_lines(out)}
+    assert answered and all(f"{question_id.rsplit('_', 1)[0]}.jpg" == first_image for question_id in answered)
+    assert result.done == len(answered) and result.failed == 12 - len(answered)
+
+
+def test_a_refused_second_run_leaves_the_first_runs_failures_intact(benchmark_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "answers.jsonl"
+    config = AnswerConfig(benchmark="vqa-rad", data=benchmark_dir)
+    engine = EngineConfig(base_url="http://127.0.0.1:9/v1", model="vlm")
+    with JsonlWriter(out) as first_run, FailureLog(out, "eval-answer") as first_failures:
+        first_run.write({"question_id": "5", "text": "yes"})
+        first_failures.record("7", "image not found")
+        before = first_failures.path.read_bytes()
+        with pytest.raises(InputError, match="another run is writing to this file"):
+            eval_answer(out, config, engine)
+        assert first_failures.path.read_bytes() == before
+        first_failures.record("6", "timed out")  # the first run goes on writing to the same file
+    assert [r["id"] for r in read_lines(tmp_path / "answers.failures.jsonl")] == ["7", "6"]
+    assert read_lines(out) == [{"question_id": "5", "text": "yes"}]
 
 
 def test_openai_backend_sends_the_image(benchmark_dir: Path, tmp_path: Path) -> None:
@@ -189,12 +271,12 @@ def test_openai_backend_sends_the_image(benchmark_dir: Path, tmp_path: Path) -> 
     out = tmp_path / "answers.jsonl"
     with running_double(DoubleConfig(reply=reply)) as double:
         config = EngineConfig(base_url=double.base_url, model="vlm", backoff_base=0.01)
-        stats, engine = answer_questions(
-            benchmark_questions("vqa-rad", benchmark_dir), out, engine_config=config
-        )
-        assert (stats.done, stats.failed) == (2, 1)
-        assert engine.usage.calls == 2
-    compat = evaluate_vqa(benchmark_dir / "test.json", out, allow_missing=True, compat="llava-med").metrics
+        result = answer_questions(benchmark_questions("vqa-rad", benchmark_dir), out, AnswerConfig(), config)
+        assert (result.done, result.failed) == (2, 1)
+        assert result.stats.usage.calls == 2
+    compat = eval_vqa(
+        benchmark_dir / "test.json", out, VqaConfig(allow_missing=True, compat="llava-med")
+    ).metrics
     assert compat["closed_accuracy"] == 100.0
     assert read_lines(out)[0]["model_id"] == "openai:vlm"
 

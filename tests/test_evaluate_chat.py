@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from openai_double import DoubleConfig, running_double
 from vital.cli import app
 from vital.errors import InputError
-from vital.evaluate.chat import judge_chat, parse_score_pair, summarize_reviews
+from vital.evaluate.chat import ChatConfig, ChatSummaryConfig, eval_chat, eval_chat_summary, parse_score_pair
 from vital.llm import EngineConfig
 
 QUESTIONS = [
@@ -85,9 +85,10 @@ def test_judge_chat_and_swap_cancels_position_bias(chat_files: tuple[Path, Path]
     with running_double(DoubleConfig(reply=positional_judge)) as double:
         config = EngineConfig(base_url=double.base_url, model="judge", backoff_base=0.01)
         one_way, swapped = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
-        stats, _ = judge_chat(questions, answers, one_way, config)
-        assert stats.done == 3 and stats.failed == 0
-        judge_chat(questions, answers, swapped, config, swap=True)
+        result = eval_chat(questions, answers, one_way, engine=config)
+        assert result.done == 3 and result.failed == 0 and result.failures is None
+        assert result.summary.categories["overall"]["n"] == 3
+        eval_chat(questions, answers, swapped, ChatConfig(swap=True), config)
         assert len(double.state.requests) == 3 + 6
     first = {r["question_id"]: r for r in map(json.loads, one_way.read_text().splitlines())}
     assert (first["0"]["reference_score"], first["0"]["model_score"]) == (9.0, 9.0)  # 8 + 1 bias vs 9
@@ -95,7 +96,7 @@ def test_judge_chat_and_swap_cancels_position_bias(chat_files: tuple[Path, Path]
     assert (both["0"]["reference_score"], both["0"]["model_score"]) == (8.5, 9.5)  # bias split evenly
     assert [review["order"] for review in both["1"]["reviews"]] == ["reference_first", "model_first"]
     assert both["1"]["judge"] == "openai:judge"
-    summary = summarize_reviews(swapped)
+    summary = eval_chat_summary(swapped).categories
     assert summary["overall"]["n"] == 3
     assert summary["mri"]["n"] == 1  # flagged mri and ct_scan: counts for mri, the first in LLaVA-Med's order
     assert summary["detailed_description"]["relative_score"] == pytest.approx(100 * 3.5 / 8.5)
@@ -107,15 +108,16 @@ def test_judge_chat_resumes_and_logs_missing_answers(chat_files: tuple[Path, Pat
     out = tmp_path / "reviews.jsonl"
     with running_double(DoubleConfig(reply=positional_judge)) as double:
         config = EngineConfig(base_url=double.base_url, model="judge", backoff_base=0.01)
-        stats, _ = judge_chat(questions, partial, out, config)
-        assert (stats.done, stats.failed) == (1, 2)
+        first = eval_chat(questions, partial, out, engine=config)
+        assert (first.done, first.failed) == (1, 2)
+        assert first.failures == tmp_path / "reviews.failures.jsonl"
         failures = [
             json.loads(line) for line in (tmp_path / "reviews.failures.jsonl").read_text().splitlines()
         ]
         assert {f["id"] for f in failures} == {"1", "2"}
         assert "no answer to this question" in failures[0]["reason"]
-        stats, _ = judge_chat(questions, answers, out, config)
-        assert (stats.done, stats.skipped) == (2, 1)
+        again = eval_chat(questions, answers, out, engine=config)
+        assert (again.done, again.skipped) == (2, 1)
         assert len(double.state.requests) == 3
     assert sorted(json.loads(line)["question_id"] for line in out.read_text().splitlines()) == ["0", "1", "2"]
 
@@ -125,8 +127,8 @@ def test_unparsable_review_is_retried_then_recorded(chat_files: tuple[Path, Path
     out = tmp_path / "reviews.jsonl"
     with running_double(DoubleConfig(reply=lambda body: "Both answers are fine.")) as double:
         config = EngineConfig(base_url=double.base_url, model="judge", max_retries=1, backoff_base=0.01)
-        stats, _ = judge_chat(questions, answers, out, config)
-    assert stats.failed == 3
+        result = eval_chat(questions, answers, out, engine=config)
+    assert result.failed == 3 and result.summary is None
     failure = json.loads((tmp_path / "reviews.failures.jsonl").read_text().splitlines()[0])
     assert failure["raw"] == "Both answers are fine."
 
@@ -156,7 +158,13 @@ def test_chat_cli_prints_summary(chat_files: tuple[Path, Path], tmp_path: Path) 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["overall"]["n"] == 3
-    assert summary["ct_scan"] == {"reference_score": 9.0, "model_score": 9.0, "relative_score": 100.0, "n": 1}
+    assert summary["ct_scan"] == {
+        "reference_score": 9.0,
+        "model_score": 9.0,
+        "relative_score": 100.0,
+        "n": 1,
+        "ci95": {"relative_score": [100.0, 100.0]},
+    }
 
 
 def test_summary_errors_name_the_line(tmp_path: Path) -> None:
@@ -168,14 +176,14 @@ def test_summary_errors_name_the_line(tmp_path: Path) -> None:
         ],
     )
     with pytest.raises(InputError) as caught:
-        summarize_reviews(path)
+        eval_chat_summary(path)
     assert (caught.value.line, caught.value.field) == (2, "result")
 
 
 def test_llava_med_review_file_summary(shared_data: Path) -> None:
     """LLaVA-Med's summarize_gpt_review rules (re-typed independently) give these numbers on this file."""
     reviews = shared_data / "llava-med-eval" / "llava_med_eval_qa50_qa_ans.jsonl"
-    summary = summarize_reviews(reviews)
+    summary = eval_chat_summary(reviews).categories
     printed = CliRunner().invoke(app, ["eval", "chat-summary", str(reviews), "--json"])
     assert printed.exit_code == 0 and json.loads(printed.stdout) == summary
     expected = {
@@ -195,3 +203,24 @@ def test_llava_med_review_file_summary(shared_data: Path) -> None:
         assert row["reference_score"] == pytest.approx(reference, abs=0.006)
         assert row["model_score"] == pytest.approx(model, abs=0.006)
         assert row["relative_score"] == pytest.approx(relative, abs=0.006)
+        low, high = row["ci95"]["relative_score"]
+        assert low < row["relative_score"] < high
+
+
+def test_relative_score_interval_is_a_bootstrap_over_items(tmp_path: Path) -> None:
+    """Half the items score 1/2 of the reference, half 1/1: 75 ± 1.96 × 25 / sqrt(n)."""
+    n = 400
+    reviews = write_jsonl(
+        tmp_path / "r.jsonl",
+        [{"question_id": i, "type": "conversation", "reference_score": 8, "model_score": 4 if i % 2 else 8}
+         for i in range(n)],
+    )
+    summary = eval_chat_summary(reviews, ChatSummaryConfig(bootstrap=4000, seed=1)).categories
+    assert summary["overall"]["relative_score"] == 75.0
+    low, high = summary["overall"]["ci95"]["relative_score"]
+    assert low == pytest.approx(75 - 1.96 * 25 / n**0.5, abs=0.5)
+    assert high == pytest.approx(75 + 1.96 * 25 / n**0.5, abs=0.5)
+    table = CliRunner().invoke(app, ["eval", "chat-summary", str(reviews)])
+    assert table.exit_code == 0 and "interval" in table.stdout
+    printed = CliRunner().invoke(app, ["eval", "chat-summary", str(reviews), "--bootstrap", "0", "--json"])
+    assert json.loads(printed.stdout)["overall"]["ci95"] == {"relative_score": None}

@@ -1,4 +1,4 @@
-"""Ground-truth formats, prediction matching and aggregated VQA metrics (vital.evaluate.questions, .vqa)."""
+"""Ground-truth formats, matching by id, VQA metrics with intervals, details (vital.evaluate.questions, .vqa)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from vital.cli import app
 from vital.errors import InputError
-from vital.evaluate import evaluate_vqa, load_questions, read_predictions, score_vqa
+from vital.evaluate import VqaConfig, eval_vqa, load_questions, read_predictions
 
 VQA_RAD = [
     {
@@ -111,6 +111,14 @@ def write_json(path: Path, records: list) -> Path:
     return path
 
 
+def write_records(path: Path, records: list, *, as_jsonl: bool) -> Path:
+    """A JSON list, or JSONL (whatever the file's name)."""
+    if as_jsonl:
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        return path
+    return write_json(path, records)
+
+
 def write_answers(path: Path, answers: dict) -> Path:
     with path.open("w", encoding="utf-8") as handle:
         for question_id, text in answers.items():
@@ -124,7 +132,7 @@ def write_answers(path: Path, answers: dict) -> Path:
 def test_vqa_rad_format(tmp_path: Path) -> None:
     questions = load_questions(write_json(tmp_path / "test.json", VQA_RAD))
     assert [q.id for q in questions] == ["1", "2", "3"]
-    assert questions[1].categories == {"question_type": ("POS", "PRES"), "organ": ("CHEST",)}
+    assert questions[1].categories == {"question_type": ("POS", "PRES"), "organ": ("CHEST",), "region": ("chest",)}
     assert questions[2].answer == "2"  # numbers become text
     assert questions[0].image == tmp_path / "images" / "synpic1.jpg"
 
@@ -138,6 +146,8 @@ def test_slake_format_keeps_one_language(tmp_path: Path) -> None:
         "organ": ("Brain",),
         "modality": ("MRI",),
         "content_type": ("Abnormality",),
+        "language": ("en",),
+        "region": ("head",),
     }
     with pytest.raises(InputError, match="no questions found in language 'fr'"):
         load_questions(path, lang="fr")
@@ -153,11 +163,7 @@ def test_pathvqa_format_pairs_questions_with_labels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("as_jsonl", [False, True])
 def test_llava_med_conversation_format(tmp_path: Path, as_jsonl: bool) -> None:
-    path = tmp_path / "test.json"
-    if as_jsonl:
-        path.write_text("".join(json.dumps(record) + "\n" for record in LLAVA_MED))
-    else:
-        write_json(path, LLAVA_MED)
+    path = write_records(tmp_path / "test.json", LLAVA_MED, as_jsonl=as_jsonl)
     questions = load_questions(path)
     assert [(q.id, q.question, q.answer, q.answer_type) for q in questions] == [
         ("q1", "What organ?", "liver", "OPEN"),
@@ -207,19 +213,19 @@ def test_duplicate_question_ids_are_refused(tmp_path: Path) -> None:
 def test_predictions_are_matched_by_id_not_order(tmp_path: Path) -> None:
     questions = load_questions(write_json(tmp_path / "test.json", VQA_RAD))
     answers = write_answers(tmp_path / "a.jsonl", {3: "2", "2": "left upper lobe", 1: "yes", 99: "extra"})
-    result = evaluate_vqa(tmp_path / "test.json", answers)
+    result = eval_vqa(tmp_path / "test.json", answers)
     assert result.metrics["closed_accuracy"] == 100.0
     assert result.metrics["recall"] == 100.0
     assert result.ignored == 1
-    assert score_vqa(questions, read_predictions(answers)).metrics == result.metrics
+    assert eval_vqa(questions, read_predictions(answers)).metrics == result.metrics
 
 
 def test_missing_prediction_is_an_error_unless_allowed(tmp_path: Path) -> None:
     gt = write_json(tmp_path / "test.json", VQA_RAD)
     answers = write_answers(tmp_path / "a.jsonl", {1: "yes", 2: "left upper lobe"})
     with pytest.raises(InputError, match="no prediction for 1 of 3 questions"):
-        evaluate_vqa(gt, answers)
-    result = evaluate_vqa(gt, answers, allow_missing=True)
+        eval_vqa(gt, answers)
+    result = eval_vqa(gt, answers, VqaConfig(allow_missing=True))
     assert result.missing == 1
     assert result.metrics["closed_accuracy"] == 50.0
 
@@ -240,8 +246,8 @@ def test_modes_differ_on_vqa_rad_trailing_space_and_normal(tmp_path: Path) -> No
     answers = write_answers(
         tmp_path / "a.jsonl", {1: "Assistant: Normal", 2: "Assistant: left upper lobe", 3: "2"}
     )
-    compat = evaluate_vqa(gt, answers, compat="llava-med").metrics
-    ours = evaluate_vqa(gt, answers).metrics
+    compat = eval_vqa(gt, answers, VqaConfig(compat="llava-med")).metrics
+    ours = eval_vqa(gt, answers).metrics
     assert (compat["n_closed"], ours["n_closed"]) == (1, 2)  # "CLOSED " is skipped by LLaVA-Med
     assert compat["closed_accuracy"] == 0.0  # "normal" does not contain "yes"
     assert ours["closed_accuracy"] == 50.0
@@ -251,7 +257,7 @@ def test_modes_differ_on_vqa_rad_trailing_space_and_normal(tmp_path: Path) -> No
 def test_breakdown_counts_multi_type_questions_in_each_type(tmp_path: Path) -> None:
     gt = write_json(tmp_path / "test.json", VQA_RAD)
     answers = write_answers(tmp_path / "a.jsonl", {1: "no", 2: "left upper lobe", 3: "2"})
-    breakdown = evaluate_vqa(gt, answers).breakdown
+    breakdown = eval_vqa(gt, answers).breakdown
     assert breakdown["question_type"]["POS"]["n_open"] == 1
     assert breakdown["question_type"]["PRES"]["n_open"] == 1
     assert breakdown["question_type"]["PRES"]["closed_accuracy"] == 0.0
@@ -259,7 +265,7 @@ def test_breakdown_counts_multi_type_questions_in_each_type(tmp_path: Path) -> N
     assert breakdown["organ"]["HEAD"]["recall"] is None  # no open question there
 
 
-def test_cli_json_and_exit_status(tmp_path: Path) -> None:
+def test_cli_json_and_exit_status(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     gt = write_json(tmp_path / "test.json", VQA_RAD)
     answers = write_answers(tmp_path / "a.jsonl", {1: "yes", 2: "left upper lobe", 3: "2", 7: "x"})
     result = CliRunner().invoke(app, ["eval", "vqa", "--gt", str(gt), "--pred", str(answers), "--json"])
@@ -267,7 +273,7 @@ def test_cli_json_and_exit_status(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["n_open"] == 1 and data["closed_accuracy"] == 100.0
     assert {"exact_match", "f1", "bleu_3", "closed_recall", "breakdown"} <= set(data)
-    assert "ignored 1 predictions" in result.stderr
+    assert "ignored 1 predictions" in caplog.text
     table = CliRunner().invoke(app, ["eval", "vqa", "--gt", str(gt), "--pred", str(answers)])
     assert "closed_accuracy" in table.stdout and "by organ" in table.stdout
 
@@ -285,6 +291,163 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: {answers}:2: field 'text': expected a string, found int"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line", "problem"),
+    [
+        ("latin1.json", b'[\n{"qid": 1,\n "question": "Gr\xf6\xdfe?"}\n]', 3, "not UTF-8 text"),
+        ("scan.json", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00", 1, "not UTF-8 text"),
+        ("latin1.jsonl", json.dumps(VQA_RAD[0]).encode() + b'\n{"qid": "\xe9"}\n', 2, "not valid JSON"),
+    ],
+)
+def test_non_utf8_or_binary_ground_truth_names_file_and_line(
+    tmp_path: Path, name: str, content: bytes, line: int, problem: str
+) -> None:
+    gt = tmp_path / name
+    gt.write_bytes(content)
+    answers = write_answers(tmp_path / "a.jsonl", {1: "yes"})
+    result = CliRunner().invoke(app, ["eval", "vqa", "--gt", str(gt), "--pred", str(answers)])
+    error = result.exception
+    assert isinstance(error, InputError), result.output
+    assert (error.path, error.line) == (str(gt), line) and problem in error.problem
+
+
+@pytest.mark.parametrize("which", ["--gt", "--pred"])
+def test_a_directory_as_input_is_named(tmp_path: Path, which: str) -> None:
+    files = {"--gt": write_json(tmp_path / "test.json", VQA_RAD), "--pred": write_answers(tmp_path / "a.jsonl", {})}
+    files[which] = tmp_path
+    result = CliRunner().invoke(app, ["eval", "vqa", "--gt", str(files["--gt"]), "--pred", str(files["--pred"])])
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception) == f"{tmp_path}: is a directory; expected a file"
+
+
+# --- flat ground truth, intervals, details, breakdowns that do not mix ----------------------------
+
+
+@pytest.mark.parametrize("as_jsonl", [False, True])
+def test_flat_ground_truth(tmp_path: Path, as_jsonl: bool) -> None:
+    records = [
+        {"question_id": "a1", "question": "Is there a mass?", "answer": "yes", "answer_type": "CLOSED",
+         "image": "img/1.png", "organ": "lung", "benchmark": "ours"},
+        {"question_id": 7, "question": "How many nodules?", "answer": 3, "answer_type": "OPEN"},
+    ]
+    gt = write_records(tmp_path / ("flat.jsonl" if as_jsonl else "flat.json"), records, as_jsonl=as_jsonl)
+    questions = load_questions(gt)
+    assert [(q.id, q.answer, q.answer_type, q.benchmark) for q in questions] == [
+        ("a1", "yes", "CLOSED", "ours"),
+        ("7", "3", "OPEN", "flat"),
+    ]
+    assert questions[0].image == tmp_path / "images" / "img" / "1.png"  # images/ first, as for the benchmarks
+    assert questions[0].categories == {"organ": ("lung",)} and questions[1].categories == {}
+    result = eval_vqa(gt, write_answers(tmp_path / "a.jsonl", {"a1": "Yes.", 7: "three nodules"}))
+    assert (result.metrics["closed_accuracy"], result.metrics["recall"]) == (100.0, 100.0)
+    assert result.breakdown["organ"]["lung"]["n_closed"] == 1
+    assert result.label_sets == {"organ": "flat+ours"}  # two benchmarks named in one file: one mixed label set
+
+
+def test_closed_accuracy_interval_matches_the_binomial_interval(tmp_path: Path) -> None:
+    """1000 closed questions, 600 right: the bootstrap interval is close to p ± 1.96 sqrt(p(1-p)/n)."""
+    n, right = 1000, 600
+    records = [
+        {"question_id": i, "question": "Normal?", "answer": "yes", "answer_type": "CLOSED"} for i in range(n)
+    ]
+    records += [{"question_id": f"o{i}", "question": "What?", "answer": "left lung", "answer_type": "OPEN"}
+                for i in range(200)]
+    gt = write_json(tmp_path / "flat.json", records)
+    answers = {i: "yes" if i < right else "no" for i in range(n)}
+    answers.update({f"o{i}": "left lung" if i % 2 else "left" for i in range(200)})
+    pred = write_answers(tmp_path / "a.jsonl", answers)
+    result = eval_vqa(gt, pred, VqaConfig(bootstrap=4000, seed=3))
+    half_width = 100 * 1.96 * (0.6 * 0.4 / n) ** 0.5
+    low, high = result.ci95["closed_accuracy"]
+    assert low == pytest.approx(60 - half_width, abs=0.6) and high == pytest.approx(60 + half_width, abs=0.6)
+    # open recall is 1 or 1/2 per question: mean 0.75, standard deviation 0.25
+    low, high = result.ci95["recall"]
+    assert low == pytest.approx(75 - 1.96 * 25 / 200**0.5, abs=0.8) and high == pytest.approx(
+        75 + 1.96 * 25 / 200**0.5, abs=0.8
+    )
+    assert eval_vqa(gt, pred, VqaConfig(bootstrap=4000, seed=3)).ci95 == result.ci95  # seeded
+    assert set(eval_vqa(gt, pred, VqaConfig(bootstrap=0)).ci95.values()) == {None}
+
+
+@pytest.mark.parametrize("compat", [None, "llava-med"])
+def test_details_rows_average_to_the_headline(tmp_path: Path, compat: str | None) -> None:
+    gt = write_json(tmp_path / "test.json", VQA_RAD + [dict(VQA_RAD[1], qid=4, answer="right lower lobe")])
+    pred = write_answers(
+        tmp_path / "a.jsonl", {1: "Assistant: Normal", 2: "left lobe", 3: "2", 4: "lower lobe lobe right"}
+    )
+    details = tmp_path / "details.jsonl"
+    result = eval_vqa(gt, pred, VqaConfig(compat=compat, details=details))
+    rows = [json.loads(line) for line in details.read_text().splitlines()]
+    assert result.details == details and len(rows) == result.metrics["n_open"] + result.metrics["n_closed"]
+    for kind, headline in (("open", "recall"), ("closed", "closed_accuracy")):
+        scores = [row["score"] for row in rows if row["answer_type"] == kind]
+        assert 100 * sum(scores) / len(scores) == pytest.approx(result.metrics[headline])
+    open_rows = [row for row in rows if row["answer_type"] == "open"]
+    for metric in ("precision", "f1", "bleu_1"):
+        mean = 100 * sum(row["metrics"][metric] for row in open_rows) / len(open_rows)
+        assert mean == pytest.approx(result.metrics[metric])
+    first = next(row for row in rows if row["question_id"] == "2")
+    assert first["question"] == "Where is the mass?" and first["answer"] == "Left upper lobe"
+    assert first["prediction"] == "left lobe" and first["organ"] == ["CHEST"]
+    assert first["question_type"] == ["POS", "PRES"] and first["benchmark"] == "vqa-rad"
+
+
+def test_details_on_the_real_answer_file_in_both_modes(shared_data: Path, tmp_path: Path) -> None:
+    gt = shared_data / "vqa-rad" / "test.json"
+    pred = shared_data / "llava-med-eval" / "answer_file_vqa_rad.jsonl"
+    for compat, closed in ((None, 21.69), ("llava-med", 29.78)):
+        details = tmp_path / f"{compat}.jsonl"
+        result = eval_vqa(gt, pred, VqaConfig(compat=compat, details=details, bootstrap=200))
+        rows = [json.loads(line) for line in details.read_text().splitlines()]
+        closed_scores = [row["score"] for row in rows if row["answer_type"] == "closed"]
+        open_scores = [row["score"] for row in rows if row["answer_type"] == "open"]
+        assert round(100 * sum(closed_scores) / len(closed_scores), 2) == closed == round(
+            result.metrics["closed_accuracy"], 2
+        )
+        assert 100 * sum(open_scores) / len(open_scores) == pytest.approx(63.32, abs=0.006)
+        low, high = result.ci95["closed_accuracy"]
+        assert low < closed < high and high - low < 15
+
+
+def test_breakdowns_are_normalised_per_benchmark(tmp_path: Path) -> None:
+    """VQA-RAD's ABD and SLAKE's Abdomen stay labels of two label sets; only the region breakdown joins them."""
+    rad = write_json(tmp_path / "rad.json", [dict(VQA_RAD[0], image_organ="ABD"), VQA_RAD[1]])
+    slake = write_json(tmp_path / "slake.json", [dict(SLAKE[0], location="Abdomen"), SLAKE[2]])
+    rad_result = eval_vqa(rad, write_answers(tmp_path / "r.jsonl", {1: "yes", 2: "left upper lobe"}))
+    slake_result = eval_vqa(slake, write_answers(tmp_path / "s.jsonl", {10: "lung", 12: "yes"}))
+    assert set(rad_result.breakdown["organ"]) == {"ABD", "CHEST"}
+    assert set(slake_result.breakdown["organ"]) == {"Abdomen", "Brain"}
+    assert rad_result.label_sets["organ"] == "vqa-rad" and slake_result.label_sets["organ"] == "slake"
+    assert rad_result.label_sets["region"] == slake_result.label_sets["region"] == "body-region"
+    assert set(rad_result.breakdown["region"]) == {"abdomen", "chest"}
+    assert set(slake_result.breakdown["region"]) == {"abdomen", "head"}
+    assert slake_result.breakdown["region"]["abdomen"]["n_open"] == 1
+    assert slake_result.breakdown["region"]["head"]["closed_accuracy"] == 0.0
+    assert (rad_result.benchmark, slake_result.benchmark) == ("vqa-rad", "slake")
+    assert slake_result.to_json()["label_sets"]["language"] == "slake"
+
+
+def test_every_slake_organ_has_a_region(shared_data: Path) -> None:
+    from vital.evaluate.questions import BODY_REGIONS
+
+    for lang in ("en", "zh"):
+        for question in load_questions(shared_data / "slake" / "test.json", lang=lang):
+            assert question.categories["organ"][0] in BODY_REGIONS["slake"]
+    assert {q.categories["organ"][0] for q in load_questions(shared_data / "vqa-rad" / "test.json")} == set(
+        BODY_REGIONS["vqa-rad"]
+    )
+
+
+def test_cli_table_shows_intervals_and_greys_small_cells(tmp_path: Path) -> None:
+    gt = write_json(tmp_path / "test.json", VQA_RAD)
+    answers = write_answers(tmp_path / "a.jsonl", {1: "yes", 2: "left upper lobe", 3: "2"})
+    table = CliRunner().invoke(app, ["eval", "vqa", "--gt", str(gt), "--pred", str(answers), "--min-n", "2"])
+    assert table.exit_code == 0, table.output
+    assert "95% interval" in table.stdout and "fewer than 2 questions" in table.stdout
+    bad = CliRunner().invoke(app, ["eval", "vqa", "--gt", str(gt), "--pred", str(answers), "--bootstrap", "-1"])
+    assert isinstance(bad.exception, InputError) and bad.exception.field == "--bootstrap"
 
 
 # --- the real benchmarks --------------------------------------------------------------------------
@@ -323,7 +486,7 @@ def test_llava_med_parity_on_vqa_rad(shared_data: Path) -> None:
     }
     for name, numbers in expected.items():
         pred = shared_data / "llava-med-eval" / name
-        result = evaluate_vqa(gt, pred, compat="llava-med")
+        result = eval_vqa(gt, pred, VqaConfig(compat="llava-med"))
         args = ["eval", "vqa", "--gt", str(gt), "--pred", str(pred), "--compat", "llava-med", "--json"]
         printed = CliRunner().invoke(app, args)
         assert printed.exit_code == 0 and json.loads(printed.stdout) == result.to_json()
@@ -336,8 +499,8 @@ def test_llava_med_parity_on_vqa_rad(shared_data: Path) -> None:
 def test_default_mode_on_vqa_rad_does_not_count_normal_as_no(shared_data: Path) -> None:
     gt = shared_data / "vqa-rad" / "test.json"
     pred = shared_data / "llava-med-eval" / "answer_file_vqa_rad.jsonl"
-    compat = evaluate_vqa(gt, pred, compat="llava-med").metrics
-    ours = evaluate_vqa(gt, pred).metrics
+    compat = eval_vqa(gt, pred, VqaConfig(compat="llava-med")).metrics
+    ours = eval_vqa(gt, pred).metrics
     assert ours["closed_accuracy"] == pytest.approx(21.69, abs=0.006)
     assert ours["closed_accuracy"] < compat["closed_accuracy"]
     assert ours["recall"] == pytest.approx(compat["recall"], abs=0.5)
@@ -360,7 +523,7 @@ def test_real_benchmarks_end_to_end(
     truth = write_answers(tmp_path / "truth.jsonl", {q.id: q.answer for q in questions})
     empty = write_answers(tmp_path / "empty.jsonl", {q.id: "" for q in questions})
     for compat in (None, "llava-med"):
-        perfect = evaluate_vqa(gt, truth, compat=compat, **kwargs).metrics
+        perfect = eval_vqa(gt, truth, VqaConfig(compat=compat, **kwargs)).metrics
         assert (perfect["n_open"], perfect["n_closed"]) == (n_open, n_closed)
         for key in (
             "recall",
@@ -372,7 +535,7 @@ def test_real_benchmarks_end_to_end(
             "bleu_1",
         ):
             assert perfect[key] == pytest.approx(100.0), (compat, key)
-        nothing = evaluate_vqa(gt, empty, compat=compat, **kwargs).metrics
+        nothing = eval_vqa(gt, empty, VqaConfig(compat=compat, **kwargs)).metrics
         for key in ("recall", "exact_match", "f1", "bleu", "open_accuracy", "closed_accuracy"):
             assert nothing[key] == 0.0, (compat, key)
-    assert evaluate_vqa(gt, truth, **kwargs).metrics["exact_match"] == pytest.approx(100.0)
+    assert eval_vqa(gt, truth, VqaConfig(**kwargs)).metrics["exact_match"] == pytest.approx(100.0)

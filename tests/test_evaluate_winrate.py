@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from openai_double import DoubleConfig, running_double
 from vital.cli import app
 from vital.errors import InputError
-from vital.evaluate.winrate import combine_verdicts, judge_pairs, summarize_verdicts, win_rate
+from vital.evaluate.winrate import WinrateConfig, eval_winrate, summarize_verdicts, win_rate
 from vital.llm import EngineConfig
 
 QUESTIONS = [
@@ -21,7 +21,8 @@ QUESTIONS = [
         "text": f"Question {i}?",
         "fig_caption": "A CT scan.",
         "domain": {"ct_scan": True} if i % 2 else {"mri": True},
-        "type": "conversation",
+        "type": "conversation" if i < 4 else "detailed_description",
+        "benchmark": "qa50" if i < 3 else "vqa-rad",
     }
     for i in range(6)
 ]
@@ -63,14 +64,6 @@ def files(tmp_path: Path) -> tuple[Path, Path, Path]:
     )
 
 
-def test_combine_verdicts() -> None:
-    assert combine_verdicts("A", "A") == "A"
-    assert combine_verdicts("B", "B") == "B"
-    assert combine_verdicts("A", "B") == "tie"  # flips with the order
-    assert combine_verdicts("A", "tie") == "tie"
-    assert combine_verdicts("tie", "tie") == "tie"
-
-
 def test_win_rate_and_bootstrap_interval() -> None:
     result = win_rate(["A"] * 60 + ["tie"] * 20 + ["B"] * 20, resamples=4000, seed=1)
     assert (result["wins"], result["ties"], result["losses"], result["n"]) == (60, 20, 20, 100)
@@ -87,19 +80,33 @@ def test_fair_judge_decides_and_position_bias_becomes_ties(
     questions, a, b = files
     with running_double(DoubleConfig(reply=fair_judge)) as double:
         config = EngineConfig(base_url=double.base_url, model="judge", backoff_base=0.01)
-        stats, _ = judge_pairs(questions, a, b, tmp_path / "fair.jsonl", config, names=("ours", "base"))
-        assert stats.done == 6
+        details = tmp_path / "fair.details.jsonl"
+        result = eval_winrate(
+            questions, a, b, tmp_path / "fair.jsonl", WinrateConfig(name_a="ours", name_b="base", details=details),
+            config,
+        )
+        assert result.done == 6
         assert len(double.state.requests) == 12  # both orders for every question
     fair = summarize_verdicts(tmp_path / "fair.jsonl")
+    assert result.summary == fair
     assert (fair["model_a"], fair["model_b"], fair["judge"]) == ("ours", "base", "openai:judge")
     assert {k: fair["overall"][k] for k in ("wins", "ties", "losses")} == {"wins": 4, "ties": 1, "losses": 1}
     assert fair["overall"]["win_rate"] == pytest.approx(100 * 4.5 / 6)
     assert fair["order_agreement"] == 100.0
     assert fair["by_category"]["mri"]["n"] == 3 and fair["by_category"]["ct_scan"]["n"] == 3
+    # per benchmark and per question type: qa50 is questions 0-2 (A wins all), vqa-rad 3-5 (win, loss, tie)
+    assert fair["by_benchmark"]["qa50"]["win_rate"] == 100.0
+    assert fair["by_benchmark"]["vqa-rad"]["win_rate"] == pytest.approx(100 * 1.5 / 3)
+    assert fair["by_category"]["detailed_description"]["win_rate"] == pytest.approx(100 * 0.5 / 2)
+    assert list(fair["by_category"]) == ["conversation", "detailed_description", "mri", "ct_scan"]
+    rows = {row["question_id"]: row for row in map(json.loads, details.read_text().splitlines())}
+    assert {key: rows[key]["score_a"] for key in rows} == {"0": 1, "1": 1, "2": 1, "3": 1, "4": 0, "5": 0.5}
+    assert rows["4"]["verdicts"] == {"a_first": "B", "b_first": "B"} and rows["4"]["benchmark"] == "vqa-rad"
+    assert 100 * sum(row["score_a"] for row in rows.values()) / len(rows) == fair["overall"]["win_rate"]
 
     with running_double(DoubleConfig(reply=position_biased_judge)) as double:
         config = EngineConfig(base_url=double.base_url, model="judge", backoff_base=0.01)
-        judge_pairs(questions, a, b, tmp_path / "biased.jsonl", config)
+        eval_winrate(questions, a, b, tmp_path / "biased.jsonl", engine=config)
     biased = summarize_verdicts(tmp_path / "biased.jsonl")
     # Questions 0-3: A wins both ways. 4: B wins both ways. 5: "plain" vs "plain" -> always the first: a flip.
     assert {k: biased["overall"][k] for k in ("wins", "ties", "losses")} == {

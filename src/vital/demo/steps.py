@@ -164,8 +164,7 @@ def select_data(workspace: Workspace) -> None:
 def evaluate(workspace: Workspace) -> None:
     from collections import Counter
 
-    from vital.evaluate import evaluate_vqa
-    from vital.evaluate.report import write_report
+    from vital.evaluate import ReportConfig, VqaConfig, eval_report, eval_vqa
     from vital.jsonl import write_json_atomic, write_jsonl_atomic
     from vital.records import read_figures
 
@@ -195,7 +194,7 @@ def evaluate(workspace: Workspace) -> None:
     workspace.wrote(pred, "answers of a prior baseline that ignores the image (a floor any model must beat)")
     results = []
     for name, compat in (("default", None), ("llava-med", "llava-med")):
-        result = evaluate_vqa(gt, pred, compat=compat)
+        result = eval_vqa(gt, pred, VqaConfig(compat=compat))
         path = workspace.root / f"vqa-results-{name}.json"
         write_json_atomic(path, result.to_json())
         results.append((f"prior baseline, {name} scoring", path))
@@ -203,8 +202,8 @@ def evaluate(workspace: Workspace) -> None:
         workspace.wrote(path, f"{name} scoring: open recall {m['recall']:.1f}, closed accuracy "
                               f"{m['closed_accuracy']:.1f}, open precision {m['precision']:.1f} "
                               "('assistant:' counts as a word only in llava-med scoring)")
-    report = write_report(results, workspace.root / "eval-report", title="Demo evaluation")
-    workspace.wrote(report, "Markdown report with per-metric bar charts (PNG)")
+    report = eval_report(results, workspace.root / "eval-report", ReportConfig(title="Demo evaluation"))
+    workspace.wrote(report.out, "Markdown report with per-metric bar charts (PNG), intervals as error bars")
     workspace.console.print(
         f"  With a model: vital eval answer --questions {gt} --backend transformers --model LLAVA_DIR "
         f"--out answers.jsonl, then vital eval vqa --gt {gt} --pred answers.jsonl",

@@ -14,18 +14,30 @@ The answer file has one line per question, ``{question_id, prompt, text,
 answer_id, model_id, metadata}`` as LLaVA-Med writes them, so ``vital eval
 vqa`` (and LLaVA-Med's own scorer) read it.  Runs resume: questions already
 in the file are skipped, and a question that cannot be answered (missing
-image, failed call) goes to ``<out>.failures.jsonl``.
+image, failed call) goes to ``<out>.failures.jsonl``; when no question has its
+image the run stops before it starts, with one error.
+
+>>> import vital
+>>> config = vital.AnswerConfig(benchmark="vqa-rad", data="vqa-rad/", yes_no_suffix=True)
+>>> result = vital.eval_answer("answers.jsonl", config, vital.EngineConfig(base_url=..., model="llava"))
+>>> result.done, result.failed, result.failures
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vital.config import StageConfig, setting
+from vital.conversation import IMAGE_TOKEN
 from vital.errors import InputError
-from vital.evaluate.questions import IMAGE_TOKEN, Question, load_questions
-from vital.evaluate.runs import run_resumable
+from vital.evaluate.questions import Question, load_questions
+from vital.evaluate.runs import RunResult, run_resumable
+from vital.progress import Progress
 
 BENCHMARKS = {
     "vqa-rad": ("test.json",),
@@ -35,6 +47,54 @@ BENCHMARKS = {
 # What LLaVA-Med appends to closed questions in its yes/no answer files.
 YES_NO_SUFFIX = ' (Answer with either "Yes" or "No").'
 BACKENDS = ("openai", "transformers")
+# The checkpoints the transformers backend loads (config.json's model_type): LlavaForConditionalGeneration's.
+SUPPORTED_MODEL_TYPES = ("llava",)
+
+
+@dataclass
+class AnswerConfig(StageConfig):
+    """Which questions to ask, and how to answer them (the model connection is an :class:`EngineConfig`)."""
+
+    benchmark: str | None = setting(None, "vqa-rad, slake or pathvqa (with --data).", choices=tuple(BENCHMARKS))
+    data: Path | None = setting(None, "The benchmark's folder (test file and images/).")
+    questions: Path | None = setting(
+        None, "Instead of a benchmark: a ground-truth or LLaVA-Med question file."
+    )
+    images: Path | None = setting(None, "Folder the image names are relative to.")
+    backend: str = setting(
+        "openai", "openai (any OpenAI-compatible VLM server) or transformers (--model DIR).", choices=BACKENDS
+    )
+    yes_no_suffix: bool = setting(
+        False, 'Append LLaVA-Med\'s (Answer with either "Yes" or "No"). to closed questions.'
+    )
+    max_tokens: int = setting(128, "Longest answer, in tokens.")
+    device: str = setting("cpu", "torch device for the transformers backend.", changes_output=False)
+    lang: str = setting("en", "SLAKE question language (en, zh, or all).")
+    limit: int | None = setting(None, "Only the first N questions.")
+    cache_file: Path | None = setting(
+        None, "Response cache to use (default: OUT's .llm.sqlite).", changes_output=False
+    )
+
+    def validate(self) -> None:
+        if self.benchmark is not None and self.questions is not None:
+            raise InputError("give either --benchmark with --data, or --questions, not both", field="benchmark")
+        if self.benchmark is not None and self.data is None:
+            raise InputError("--benchmark needs --data (the benchmark's folder)", field="data")
+        if self.max_tokens < 1:
+            raise InputError("must be at least 1", field="max_tokens")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("must be at least 1", field="limit")
+
+    def load_questions(self) -> list[Question]:
+        """The questions to ask: the benchmark's test questions or the question file's, up to ``limit``."""
+        if self.benchmark is not None:
+            assert self.data is not None  # validate() saw to it
+            items = benchmark_questions(self.benchmark, self.data, lang=self.lang, images=self.images)
+        elif self.questions is not None:
+            items = load_questions(self.questions, lang=self.lang, images=self.images, need_answers=False)
+        else:
+            raise InputError("give either --benchmark with --data, or --questions", field="--benchmark")
+        return items[: self.limit] if self.limit is not None else items
 
 
 def benchmark_questions(
@@ -60,6 +120,52 @@ def _answer_id(model_id: str, question_id: str, text: str) -> str:
     return hashlib.sha256(f"{model_id}\0{question_id}\0{text}".encode()).hexdigest()[:22]
 
 
+def check_checkpoint(path: str | Path) -> None:
+    """Stop with one line unless ``path`` holds a checkpoint the transformers backend can load.
+
+    Checked before any loading: a model folder (``config.json``) whose
+    ``model_type`` is one of :data:`SUPPORTED_MODEL_TYPES`, with weights.
+    """
+    path = Path(path)
+    supported = "; --backend transformers loads LLaVA checkpoints in the transformers layout (model_type "
+    supported += f"{', '.join(map(repr, SUPPORTED_MODEL_TYPES))}, e.g. the llava-hf conversions)"
+    if not (path / "config.json").is_file():
+        raise InputError(f"not a model folder (no config.json){supported}", path=path, field="--model")
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        raise InputError(f"config.json is not a JSON object{supported}", path=path, field="--model") from None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        hint = ""
+        if model_type == "llava_mistral":
+            hint = " (LLaVA-Med v1.5's original layout: serve it with an OpenAI-compatible server and use "
+            hint += "--backend openai, or convert it to the transformers layout)"
+        raise InputError(f"found a {model_type!r} checkpoint{hint}{supported}", path=path, field="--model")
+    weights = [*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")]
+    if not weights:
+        found = ", ".join(sorted(p.name for p in path.iterdir())[:6])
+        raise InputError(
+            f"no model weights (*.safetensors or pytorch_model*.bin) beside config.json; found {found}",
+            path=path,
+            field="--model",
+        )
+
+
+def _check_images(questions: list[Question], images: Path | None) -> None:
+    """One error when not one question has its image (a run would fail every question the same way)."""
+    if not questions or any(q.image is not None and q.image.exists() for q in questions):
+        return
+    first = next((q.image for q in questions if q.image is not None), None)
+    looked = f" (the first would be {first})" if first is not None else ""
+    where = f"in {images}" if images is not None else "beside the questions"
+    hint = "give --images DIR, the folder the image names are relative to"
+    if images is None and all(q.benchmark == "pathvqa" for q in questions):
+        hint = "PathVQA's release of the questions has no images: " + hint
+    raise InputError(
+        f"none of the {len(questions)} questions has its image {where}{looked}; {hint}", field="--images"
+    )
+
+
 class LlavaAnswerer:
     """A LLaVA-style checkpoint from a local folder (model weights + processor), answering greedily."""
 
@@ -76,22 +182,13 @@ class LlavaAnswerer:
         self.device, self.max_new_tokens = device, max_new_tokens
         self.name = f"transformers:{path.name}"
 
-    def _text(self, prompt: str) -> str:
-        if getattr(self.processor, "chat_template", None):
-            conversation = [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-            ]
-            return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        token = getattr(self.processor, "image_token", IMAGE_TOKEN)
-        return (
-            f"USER: {token}\n{prompt} ASSISTANT:"  # the LLaVA-1.5 layout, for processors without a template
-        )
-
     def answer(self, prompt: str, image: Path) -> str:
+        """The model's greedy answer, asked as ``vital tune`` trained it: the processor's chat template (else
+        the shipped vicuna_v1) with the generation prompt, one BOS (:func:`vital.tuning.template.prompt_inputs`)."""
         from vital.figures.images import load_image
+        from vital.tuning.template import prompt_inputs
 
-        inputs = self.processor(images=load_image(image), text=self._text(prompt), return_tensors="pt")
-        inputs = inputs.to(self.device)
+        inputs = prompt_inputs(self.processor, prompt, load_image(image)).to(self.device)
         with self.torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
@@ -99,51 +196,45 @@ class LlavaAnswerer:
 
 
 def answer_questions(
-    questions: list[Question],
+    questions: Iterable[Question],
     out: str | Path,
+    config: AnswerConfig | None = None,
+    engine: Any = None,
     *,
-    backend: str = "openai",
-    engine_config: Any = None,
-    model_path: str | Path | None = None,
-    yes_no_suffix: bool = False,
-    max_new_tokens: int = 128,
-    device: str = "cpu",
-    cache: str | Path | None = None,
-) -> Any:
+    progress: Progress | None = None,
+) -> RunResult:
     """Answer ``questions`` into the answer file ``out`` (resumable); see the module docstring.
 
-    ``backend="openai"`` needs ``engine_config`` (a :class:`vital.llm.EngineConfig`);
-    ``backend="transformers"`` needs ``model_path``.  Returns the run's
-    :class:`vital.llm.RunStats`.
+    ``config.backend="openai"`` needs ``engine`` (a :class:`vital.llm.EngineConfig`);
+    ``"transformers"`` loads the checkpoint folder ``engine.model`` (``--model DIR``).
     """
     from vital.figures.images import ImageError
     from vital.llm import JobFailed, image_part
 
-    if backend not in BACKENDS:
-        raise InputError(
-            f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}", field="--backend"
-        )
-    local = (
-        LlavaAnswerer(model_path, max_new_tokens=max_new_tokens, device=device)
-        if backend == "transformers"
-        else None
-    )
-    if local is None and engine_config is None:
-        raise InputError("the openai backend needs a model connection", field="--base-url")
-    model_id = local.name if local is not None else engine_config.label
+    config = config or AnswerConfig()
+    questions = list(questions)
+    if engine is None:
+        needed = "the checkpoint folder (--model DIR)" if config.backend == "transformers" else "a model connection"
+        raise InputError(f"the {config.backend} backend needs {needed}", field="--model")
+    _check_images(questions, config.images)
+    local = None
+    if config.backend == "transformers":
+        check_checkpoint(engine.model)
+        local = LlavaAnswerer(engine.model, max_new_tokens=config.max_tokens, device=config.device)
+    model_id = local.name if local is not None else engine.label
 
-    def make_work(engine: Any) -> Any:
+    def make_work(client: Any) -> Any:
         async def work(question: Question) -> dict[str, Any]:
-            prompt = question_prompt(question, yes_no_suffix=yes_no_suffix)
+            prompt = question_prompt(question, yes_no_suffix=config.yes_no_suffix)
             if question.image is None or not question.image.exists():
                 raise JobFailed(f"image not found: {question.image}")
             try:
                 if local is not None:
                     text = local.answer(prompt, question.image)
                 else:
-                    part = image_part(question.image, engine.config.image_max_side)
+                    part = image_part(question.image, client.config.image_max_side)
                     messages = [{"role": "user", "content": [{"type": "text", "text": prompt}, part]}]
-                    completion = await engine.complete(messages, temperature=0.0, max_tokens=max_new_tokens)
+                    completion = await client.complete(messages, temperature=0.0, max_tokens=config.max_tokens)
                     text = completion.text.strip()
             except ImageError as exc:
                 raise JobFailed(f"image {question.image}: {exc}") from None
@@ -153,7 +244,7 @@ def answer_questions(
                 "text": text,
                 "answer_id": _answer_id(model_id, question.id, text),
                 "model_id": model_id,
-                "metadata": {"backend": backend, "image": str(question.image)},
+                "metadata": {"backend": config.backend, "image": str(question.image)},
             }
 
         return work
@@ -162,8 +253,20 @@ def answer_questions(
         questions,
         out,
         make_work=make_work,
+        inputs=(config.questions,),
         stage="eval-answer",
         title=f"answering, {model_id}",
-        engine_config=engine_config if local is None else None,
-        cache=cache,
+        engine_config=engine if local is None else None,
+        cache=config.cache_file,
+        progress=progress,
     )
+
+
+def eval_answer(
+    out: str | Path, config: AnswerConfig, engine: Any = None, *, progress: Progress | None = None
+) -> RunResult:
+    """Answer the questions ``config`` names (a benchmark folder or a question file) into ``out``.
+
+    See :func:`answer_questions`, which takes :class:`Question` records instead.
+    """
+    return answer_questions(config.load_questions(), out, config, engine, progress=progress)

@@ -14,8 +14,13 @@ Review records (JSONL, one per question)::
      "reference_score", "model_score", "reviews": [{"order", "reference_score", "model_score", "text"}],
      "judge"}
 
-:func:`summarize_reviews` reads these and LLaVA-Med's own review files, whose
-``gpt_eval`` (or, in older files, ``result``) starts with a line "s1 s2".
+:func:`eval_chat_summary` reads these and LLaVA-Med's own review files, whose
+``gpt_eval`` (or, in older files, ``result``) starts with a line "s1 s2";
+every relative score comes with a 95 % bootstrap interval over the items.
+
+>>> import vital
+>>> vital.eval_chat("qa50_qa.jsonl", "answers.jsonl", "reviews.jsonl", vital.ChatConfig(swap=True), judge_engine)
+>>> vital.eval_chat_summary("reviews.jsonl").categories["overall"]["relative_score"]
 """
 
 from __future__ import annotations
@@ -23,15 +28,21 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from vital.config import StageConfig, setting
+from vital.conversation import strip_image_token
 from vital.errors import InputError
-from vital.evaluate.questions import IMAGE_TOKEN, read_predictions
-from vital.evaluate.runs import run_resumable
+from vital.evaluate.questions import read_predictions
+from vital.evaluate.runs import RunResult, run_resumable
+from vital.evaluate.stats import bootstrap_interval
 from vital.jsonl import iter_json_lines
+from vital.progress import Progress
 
 # LLaVA-Med counts an item for the first of these flags that is true, in this order.
 DOMAIN_ORDER = ("chest_xray", "mri", "histology", "gross", "ct_scan")
@@ -49,6 +60,28 @@ REVIEW_INSTRUCTIONS = (
 _SCORE_PAIR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[ ,/]\s*(\d+(?:\.\d+)?)\s*$")
 
 
+@dataclass
+class ChatConfig(StageConfig):
+    """How the judge reads each answer against the reference (the judge is an :class:`EngineConfig`)."""
+
+    swap: bool = setting(False, "Also judge with the answers in swapped order; average.")
+    cache_file: Path | None = setting(
+        None, "Response cache to use (default: OUT's .llm.sqlite).", changes_output=False
+    )
+
+
+@dataclass
+class ChatSummaryConfig(StageConfig):
+    """The bootstrap behind the intervals of the relative scores."""
+
+    bootstrap: int = setting(1000, "Bootstrap resamples for the 95% intervals (0: no intervals).")
+    seed: int = setting(0, "Seed of the bootstrap.")
+
+    def validate(self) -> None:
+        if self.bootstrap < 0:
+            raise InputError("must not be negative", field="bootstrap")
+
+
 @dataclass(frozen=True)
 class ChatQuestion:
     """A question about a figure, with the reference answer the model's answer is compared with."""
@@ -61,6 +94,7 @@ class ChatQuestion:
     mentions: tuple[str, ...] = ()
     domain: dict[str, bool] = field(default_factory=dict)
     type: str = ""
+    benchmark: str = ""
 
 
 def first_domain(record: Mapping[str, Any]) -> str | None:
@@ -123,13 +157,14 @@ def load_chat_questions(path: str | Path, *, require_reference: bool = True) -> 
         questions.append(
             ChatQuestion(
                 id=str(question_id),
-                question=question.replace(IMAGE_TOKEN, "").strip(),
+                question=strip_image_token(str(question)),
                 reference=reference if isinstance(reference, str) else "",
                 caption=str(record.get("fig_caption", record.get("caption", "")) or ""),
                 label=str(record.get("fig_label", "") or ""),
                 mentions=_mentions(record),
                 domain={str(key): bool(value) for key, value in domain.items()},
                 type=str(record.get("type", "") or ""),
+                benchmark=str(record.get("benchmark", "") or ""),
             )
         )
     return questions
@@ -200,48 +235,61 @@ async def review_one(engine: Any, question: ChatQuestion, answer: str, *, swap: 
     }
 
 
-def judge_chat(
+@dataclass
+class ChatResult(RunResult):
+    """The review run, and the summary of every review in the output."""
+
+    summary: ChatSummary | None = None
+
+
+def eval_chat(
     questions: str | Path,
     answers: str | Path,
     out: str | Path,
-    config: Any,
+    config: ChatConfig | None = None,
+    engine: Any = None,
     *,
-    swap: bool = False,
-    cache: str | Path | None = None,
-) -> Any:
+    progress: Progress | None = None,
+) -> ChatResult:
     """Review every answer in ``answers`` against ``questions`` into ``out``; resumable.
 
-    ``config`` is a :class:`vital.llm.EngineConfig` for the judge.  Questions
+    ``engine`` is the judge's :class:`vital.llm.EngineConfig`.  Questions
     already in ``out`` are skipped; a question without an answer, or whose
-    review failed, goes to ``<out>.failures.jsonl``.  Returns the run's
-    :class:`vital.llm.RunStats` and the engine (for its usage).
+    review failed, goes to ``<out>.failures.jsonl``.  The result's
+    ``summary`` is :func:`eval_chat_summary` of the whole output.
     """
     from vital.llm import JobFailed
 
+    config = config or ChatConfig()
+    if engine is None:
+        raise InputError("judging chat answers needs a model connection", field="--model")
     items = load_chat_questions(questions)
     given = read_predictions(answers)
 
-    def make_work(engine: Any) -> Any:
+    def make_work(client: Any) -> Any:
         async def work(item: ChatQuestion) -> dict[str, Any]:
             if item.id not in given:
                 raise JobFailed(f"no answer to this question in {answers}")
-            return await review_one(engine, item, given[item.id], swap=swap)
+            return await review_one(client, item, given[item.id], swap=config.swap)
 
         return work
 
-    return run_resumable(
+    run = run_resumable(
         items,
         out,
         make_work=make_work,
         inputs=(questions, answers),
         stage="eval-chat",
-        title=f"judging chat answers, {config.label}",
-        engine_config=config,
-        cache=cache,
+        title=f"judging chat answers, {engine.label}",
+        engine_config=engine,
+        cache=config.cache_file,
+        progress=progress,
     )
+    summary = eval_chat_summary(run.out) if run.out.stat().st_size else None
+    return ChatResult(run.out, run.stats, run.failures, summary)
 
 
-def _review_scores(record: Mapping[str, Any], path: Path, line: int) -> tuple[float, float]:
+def _review_scores(record: Mapping[str, Any], path: Path | None, line: int) -> tuple[float, float]:
     if "reference_score" in record and "model_score" in record:
         try:
             return float(record["reference_score"]), float(record["model_score"])
@@ -260,21 +308,34 @@ def _review_scores(record: Mapping[str, Any], path: Path, line: int) -> tuple[fl
     return pair
 
 
-def _iter_reviews(path: Path) -> Iterator[tuple[int, Mapping[str, Any], tuple[float, float]]]:
-    for line, record in iter_json_lines(path):
-        yield line, record, _review_scores(record, path, line)
+@dataclass(frozen=True)
+class ReviewItem:
+    """One reviewed question: its id, the summary categories it counts in, and the two scores."""
+
+    id: str
+    categories: tuple[str, ...]
+    reference_score: float
+    model_score: float
+
+    @property
+    def relative(self) -> float:
+        """Model score / reference score (×100 it is the question's relative score)."""
+        return self.model_score / self.reference_score
 
 
-def summarize_reviews(path: str | Path) -> dict[str, dict[str, float | int]]:
-    """Per question type, per domain and overall: mean scores, relative score and n.
+def read_reviews(reviews: str | Path | Iterable[Mapping[str, Any]]) -> list[ReviewItem]:
+    """The review records of ours (:func:`eval_chat`) or LLaVA-Med's, as :class:`ReviewItem`.
 
-    ``{category: {reference_score, model_score, relative_score, n}}``, in the
-    order conversation, detailed_description (then any other type), the
-    domains of :data:`DOMAIN_ORDER`, overall.
+    An item counts in its question type, its domain (:func:`first_domain`)
+    and ``overall``.
     """
-    path = Path(path)
-    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for line, record, (reference, model) in _iter_reviews(path):
+    path = Path(reviews) if isinstance(reviews, str | Path) else None
+    numbered: Iterable[tuple[int, Mapping[str, Any]]] = (
+        iter_json_lines(path) if path is not None else enumerate(reviews, start=1)  # type: ignore[arg-type]
+    )
+    items = []
+    for line, record in numbered:
+        reference, model = _review_scores(record, path, line)
         if reference == 0:
             raise InputError(
                 "the reference answer scored 0: its relative score is undefined",
@@ -282,26 +343,59 @@ def summarize_reviews(path: str | Path) -> dict[str, dict[str, float | int]]:
                 line=line,
                 field="reference_score",
             )
-        categories = [str(record.get("type") or "")] + [first_domain(record) or "", "overall"]
-        for category in categories:
-            if category:
-                pairs[category].append((reference, model))
-    if not pairs:
+        categories = [str(record.get("type") or ""), first_domain(record) or "", "overall"]
+        items.append(
+            ReviewItem(str(record.get("question_id", line)), tuple(c for c in categories if c), reference, model)
+        )
+    if not items:
         raise InputError("no reviews found", path=path)
+    return items
+
+
+def category_order(categories: Iterable[str]) -> list[str]:
+    """Question types (LLaVA-Med's two first), then domains in :data:`DOMAIN_ORDER`, then ``overall``."""
+    present = set(categories)
     order = [
         *QUESTION_TYPES,
-        *sorted(set(pairs) - set(QUESTION_TYPES) - set(DOMAIN_ORDER) - {"overall"}),
+        *sorted(present - set(QUESTION_TYPES) - set(DOMAIN_ORDER) - {"overall"}),
         *DOMAIN_ORDER,
         "overall",
     ]
-    summary = {}
-    for category in order:
-        if category in pairs:
-            group = pairs[category]
-            summary[category] = {
-                "reference_score": sum(reference for reference, _ in group) / len(group),
-                "model_score": sum(model for _, model in group) / len(group),
-                "relative_score": 100 * sum(model / reference for reference, model in group) / len(group),
-                "n": len(group),
-            }
-    return summary
+    return [category for category in order if category in present]
+
+
+@dataclass
+class ChatSummary:
+    """``categories``: ``{category: {reference_score, model_score, relative_score, n, ci95}}``.
+
+    In the order of :func:`category_order`; ``ci95`` is ``{"relative_score":
+    [low, high]}``, the 95 % bootstrap interval over the category's items.
+    """
+
+    categories: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.categories
+
+
+def eval_chat_summary(
+    reviews: str | Path | Iterable[Mapping[str, Any]], config: ChatSummaryConfig | None = None
+) -> ChatSummary:
+    """Per question type, per domain and overall: mean scores, relative score with its interval, and n."""
+    config = config or ChatSummaryConfig()
+    groups: dict[str, list[ReviewItem]] = defaultdict(list)
+    for item in read_reviews(reviews):
+        for category in item.categories:
+            groups[category].append(item)
+    categories = {}
+    for index, category in enumerate(category_order(groups)):
+        group = groups[category]
+        relative = np.array([item.relative for item in group])
+        categories[category] = {
+            "reference_score": sum(item.reference_score for item in group) / len(group),
+            "model_score": sum(item.model_score for item in group) / len(group),
+            "relative_score": 100 * sum(item.relative for item in group) / len(group),
+            "n": len(group),
+            "ci95": {"relative_score": bootstrap_interval(relative, config.bootstrap, [config.seed, index])},
+        }
+    return ChatSummary(categories)

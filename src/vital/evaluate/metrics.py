@@ -85,7 +85,7 @@ def bleu_scores(reference: list[str], hypothesis: list[str]) -> tuple[float, flo
     hyp_len = len(hypothesis)
     if hyp_len == 0:
         return (0.0, 0.0, 0.0, 0.0)
-    precisions = []
+    precisions: list[float] = []
     for n in range(1, 5):
         # Once no n-gram matches, no longer one can: skip the counting.
         matched = (

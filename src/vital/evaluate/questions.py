@@ -20,6 +20,11 @@ first record:
     LLaVA-Med's conversation records ``{id, image, conversations: [human,
     gpt, ...], answer_type}``: the first human turn is the question (without
     its ``<image>`` token), the next turn the answer.  A JSON list or JSONL.
+``flat``
+    One question per record, ``{question_id, question, answer, answer_type[,
+    image]}`` (a JSON list or JSONL), optionally with the breakdown fields
+    ``question_type``, ``organ``, ``modality``, ``content_type``, ``language``
+    and a ``benchmark`` name.
 ``questions``
     LLaVA-Med's question files ``{question_id, image, text}``: questions
     without answers, for ``vital eval answer`` only.
@@ -27,24 +32,30 @@ first record:
 Image names are resolved against the ground-truth file's folder (its
 ``images/`` subfolder first), or against ``images`` when given.
 
+Breakdown labels stay each benchmark's own (VQA-RAD's organ ``ABD`` and
+SLAKE's ``Abdomen`` are different labels of different label sets, see
+:func:`label_set`); only :data:`BODY_REGIONS` maps them, explicitly, onto one
+shared vocabulary (the ``region`` breakdown).
+
 Predictions are LLaVA-Med answer files: JSONL with ``question_id`` (int or
 string) and ``text``, matched to questions by id.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+from vital.conversation import strip_image_token
 from vital.errors import InputError
-from vital.jsonl import iter_json_lines
+from vital.jsonl import input_file, iter_json_lines, iter_json_objects
 
-FORMATS = ("vqa-rad", "slake", "pathvqa", "llava-med", "questions")
-IMAGE_TOKEN = "<image>"
+FORMATS = ("vqa-rad", "slake", "pathvqa", "llava-med", "flat", "questions")
 
 
 @dataclass(slots=True)
@@ -64,38 +75,70 @@ class Question:
     answer_type: str
     image: Path | None = None
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    benchmark: str = ""
 
 
-def read_json_records(path: str | Path) -> tuple[list[Any], Callable[[int], int]]:
-    """The elements of a JSON list file (or the objects of a JSONL file), and ``line_of(index)``.
+QuestionSource = str | Path | Iterable[Question]
+"""Benchmark questions: a ground-truth file (any of :data:`FORMATS`), or :class:`Question` records."""
 
-    A list is parsed in one call; where its elements start is worked out only
-    when an error needs to name a line.
+# Explicit, documented (docs/metrics.md) mapping of each benchmark's organ labels onto body regions, the one
+# breakdown whose labels mean the same across benchmarks.  A label not listed here has no region.
+BODY_REGIONS = {
+    "vqa-rad": {"ABD": "abdomen", "CHEST": "chest", "HEAD": "head"},
+    "slake": {
+        "Abdomen": "abdomen",
+        "Lung": "chest",
+        "Chest_lung": "chest",
+        "Chest_heart": "chest",
+        "Chest_mediastinal": "chest",
+        "Brain": "head",
+        "Brain_Tissue": "head",
+        "Brain_Face": "head",
+        "Neck": "neck",
+        "Pelvic Cavity": "pelvis",
+    },
+}
+SHARED_LABEL_SETS = {"region": "body-region"}
+
+
+def label_set(category: str, benchmark: str) -> str:
+    """The vocabulary a breakdown's labels come from: the benchmark's own, unless mapped onto a shared one.
+
+    Two results' breakdowns can be shown on one axis only when their label
+    sets are equal.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path=path)
-    text = path.read_text(encoding="utf-8")
-    if not text.lstrip().startswith("["):
-        numbered = list(iter_json_lines(path))
-        return [record for _, record in numbered], lambda index: numbered[index][0]
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
-    return records, lambda index: _element_line(text, index)
+    return SHARED_LABEL_SETS.get(category, benchmark)
 
 
-def _element_line(text: str, index: int) -> int:
-    """The line on which element ``index`` of the (valid) JSON list ``text`` starts."""
-    decoder = json.JSONDecoder()
-    position = text.index("[") + 1
-    for _ in range(index + 1):
-        while text[position] in " \t\r\n,":
-            position += 1
-        start = position
-        _, position = decoder.raw_decode(text, position)
-    return text.count("\n", 0, start) + 1
+def _json_records(path: Path) -> Iterator[tuple[int | Callable[[], int], Any]]:
+    """``(line, record)`` for a JSON list, a JSON dict of lists, or JSONL.
+
+    A list is parsed in one call (five times faster than walking it element
+    by element); the line an element starts on is worked out, by
+    :func:`vital.jsonl.iter_json_objects`, only when an error needs it.
+    """
+    if path.suffix.lower() != ".jsonl":
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path, line=line) from None
+        if text.lstrip().startswith("["):
+            try:
+                records = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
+            for index, record in enumerate(records):
+                yield partial(_element_line, path, index), record
+            return
+    for line, _, record in iter_json_objects(path):
+        yield line, record
+
+
+def _element_line(path: Path, index: int) -> int:
+    """The line on which element ``index`` of the JSON list in ``path`` starts."""
+    return next(itertools.islice(iter_json_objects(path), index, None))[0]
 
 
 def detect_format(record: Any) -> str | None:
@@ -110,9 +153,16 @@ def detect_format(record: Any) -> str | None:
         return "slake"
     if "qid" in record and ("image_name" in record or "image_organ" in record):
         return "vqa-rad"
+    if "question_id" in record and "answer" in record:
+        return "flat"
     if "question_id" in record and ("text" in record or "question" in record):
         return "questions"
     return None
+
+
+def _resolve(line: int | Callable[[], int]) -> int:
+    """A line number, worked out now if it was left for when an error needs it."""
+    return line() if callable(line) else line
 
 
 class _Fields:
@@ -127,9 +177,9 @@ class _Fields:
 
     @property
     def line(self) -> int:
-        return self._line() if callable(self._line) else self._line
+        return _resolve(self._line)
 
-    def error(self, name: str, problem: str) -> InputError:
+    def error(self, name: str | None, problem: str) -> InputError:
         return InputError(problem, path=self.path, line=self.line, field=name)
 
     def text(self, name: str, *, numbers: bool = False) -> str:
@@ -161,51 +211,81 @@ def _split_labels(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-@lru_cache(maxsize=65536)
-def _image_path(base: Path, name: str | None, folders: tuple[str, ...] = ("images", "")) -> Path | None:
-    """The first existing ``base/<folder>/name``; the first candidate if none exists yet.
+class _ImageFolder:
+    """Finds image names under one folder, trying its ``images/`` subfolder first; one stat per distinct name.
 
-    Cached: benchmark questions share few images, and a stat per question
-    would dominate scoring a large file.
+    Benchmark questions share few images, and a stat per question would
+    dominate reading a large file.  A name found nowhere gets its first
+    candidate path (so the error can say where it was looked for).
     """
-    if not name:
-        return None
-    candidates = [base / folder / name for folder in folders]
-    return next((path for path in candidates if path.exists()), candidates[0])
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._found: dict[tuple[str, tuple[str, ...]], Path] = {}
+
+    def find(self, name: Any, folders: tuple[str, ...] = ("images", "")) -> Path | None:
+        if not name or not isinstance(name, str):
+            return None
+        path = self._found.get((name, folders))
+        if path is None:
+            candidates = [self.base / folder / name for folder in folders]
+            path = self._found[name, folders] = next((c for c in candidates if c.exists()), candidates[0])
+        return path
+
+
+@lru_cache(maxsize=4096)
+def _regions(benchmark: str, organs: tuple[str, ...]) -> tuple[str, ...]:
+    """The body regions :data:`BODY_REGIONS` maps ``organs`` to (none for a label it does not list)."""
+    regions = BODY_REGIONS[benchmark]
+    return tuple(sorted({regions[label] for label in organs if label in regions}))
 
 
 # breakdown category -> the field holding its labels, per format
 VQA_RAD_CATEGORIES = {"question_type": "question_type", "organ": "image_organ"}
-SLAKE_CATEGORIES = {"organ": "location", "modality": "modality", "content_type": "content_type"}
+SLAKE_CATEGORIES = {"organ": "location", "modality": "modality", "content_type": "content_type", "language": "q_lang"}
 LLAVA_MED_CATEGORIES = {
     "question_type": "question_type",
     "organ": "image_organ",
     "modality": "modality",
     "content_type": "content_type",
 }
+FLAT_CATEGORIES = {name: name for name in ("question_type", "organ", "modality", "content_type", "language")}
 
 
 def _categories(
-    fields: _Fields, sources: dict[str, str], *, only_present: bool = False
+    fields: _Fields, sources: dict[str, str], benchmark: str, *, only_present: bool = False
 ) -> dict[str, tuple[str, ...]]:
-    return {
+    categories = {
         name: fields.labels(key) for name, key in sources.items() if not only_present or key in fields.record
     }
+    if benchmark in BODY_REGIONS:
+        categories["region"] = _regions(benchmark, categories.get("organ", ()))
+    return categories
 
 
-def _flat(fields: _Fields, base: Path, image_field: str, categories: dict[str, str]) -> Question:
-    """A VQA-RAD or SLAKE record: one question per record, keyed by ``qid``."""
+def _one_per_record(
+    fields: _Fields,
+    images: _ImageFolder,
+    benchmark: str,
+    *,
+    id_field: str,
+    image_field: str,
+    categories: dict[str, str],
+    only_present: bool = False,
+) -> Question:
+    """A VQA-RAD, SLAKE or flat record: one question per record."""
     return Question(
-        id=fields.identifier("qid"),
+        id=fields.identifier(id_field),
         question=fields.text("question"),
         answer=fields.text("answer", numbers=True),
         answer_type=fields.text("answer_type"),
-        image=_image_path(base, fields.record.get(image_field)),
-        categories=_categories(fields, categories),
+        image=images.find(fields.record.get(image_field)),
+        categories=_categories(fields, categories, benchmark, only_present=only_present),
+        benchmark=benchmark,
     )
 
 
-def _pathvqa(fields: _Fields, base: Path) -> Iterator[Question]:
+def _pathvqa(fields: _Fields, images: _ImageFolder) -> Iterator[Question]:
     image_id = fields.identifier("img_id")
     try:
         questions = fields.record["sentf"]["pvqa"]
@@ -214,7 +294,7 @@ def _pathvqa(fields: _Fields, base: Path) -> Iterator[Question]:
         raise fields.error("sentf.pvqa", "expected sentf.pvqa and labelf.pvqa lists") from None
     if not isinstance(questions, list) or not isinstance(labels, list) or len(questions) != len(labels):
         raise fields.error("labelf.pvqa", "sentf.pvqa and labelf.pvqa must be lists of the same length")
-    image = _image_path(base, f"{image_id}.jpg", ("images", "images/test", ""))
+    image = images.find(f"{image_id}.jpg", ("images", "images/test", ""))
     for index, (question, label) in enumerate(zip(questions, labels, strict=True)):
         if not isinstance(question, str) or not question.strip():
             raise fields.error(f"sentf.pvqa[{index}]", "expected a question string")
@@ -222,7 +302,9 @@ def _pathvqa(fields: _Fields, base: Path) -> Iterator[Question]:
             raise fields.error(f"labelf.pvqa[{index}]", "expected an {answer: score} object")
         answer = str(max(label, key=lambda key: label[key]))
         closed = answer.strip().lower() in ("yes", "no")
-        yield Question(f"{image_id}_{index}", question, answer, "CLOSED" if closed else "OPEN", image)
+        yield Question(
+            f"{image_id}_{index}", question, answer, "CLOSED" if closed else "OPEN", image, benchmark="pathvqa"
+        )
 
 
 def _llava_med(fields: _Fields, base: Path) -> Question:
@@ -235,11 +317,12 @@ def _llava_med(fields: _Fields, base: Path) -> Question:
     image = fields.record.get("image")
     return Question(
         id=fields.identifier("id"),
-        question=turns[0]["value"].replace(IMAGE_TOKEN, "").strip(),
+        question=strip_image_token(turns[0]["value"]),
         answer=turns[1]["value"],
         answer_type=fields.text("answer_type"),
         image=(base / image) if isinstance(image, str) and image else None,
-        categories=_categories(fields, LLAVA_MED_CATEGORIES, only_present=True),
+        categories=_categories(fields, LLAVA_MED_CATEGORIES, "llava-med", only_present=True),
+        benchmark="llava-med",
     )
 
 
@@ -250,7 +333,7 @@ def _question_only(fields: _Fields, base: Path) -> Question:
     image = fields.record.get("image")
     return Question(
         id=fields.identifier("question_id"),
-        question=question.replace(IMAGE_TOKEN, "").strip(),
+        question=strip_image_token(question),
         answer="",
         answer_type=str(fields.record.get("answer_type") or ""),
         image=(base / image) if isinstance(image, str) and image else None,
@@ -269,54 +352,73 @@ def load_questions(
 
     ``need_answers`` refuses question-only files (ground truth must have answers).
     """
-    path = Path(path)
+    path = input_file(path)
     base = Path(images).resolve() if images is not None else path.resolve().parent
+    folder = _ImageFolder(base)
     if format != "auto" and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}", path=path)
     questions: list[Question] = []
-    first_seen: dict[str, int] = {}
-    records, line_of = read_json_records(path)
-    for index, record in enumerate(records):
+    first_seen: dict[str, int | Callable[[], int]] = {}  # question id -> its line
+    for line, record in _json_records(path):
         if format == "auto":
             format = detect_format(record) or ""
             if not format:
                 raise InputError(
-                    "cannot tell the ground-truth format (expected VQA-RAD, SLAKE, PathVQA LXMERT "
-                    "or LLaVA-Med conversation records)",
+                    "cannot tell the ground-truth format (expected VQA-RAD, SLAKE, PathVQA LXMERT, "
+                    "LLaVA-Med conversation records or flat question_id/question/answer/answer_type records)",
                     path=path,
-                    line=line_of(index),
+                    line=_resolve(line),
                 )
+        fields = _Fields(record, path, line)
         if format == "questions" and need_answers:
-            raise InputError(
-                "a question file without answers, not ground truth", path=path, line=line_of(index)
-            )
-        fields = _Fields(record, path, partial(line_of, index))
+            raise fields.error("answer", "a question file without answers, not ground truth")
         if format == "pathvqa":
-            produced = list(_pathvqa(fields, base))
+            produced = list(_pathvqa(fields, folder))
         elif format == "slake":
             if lang != "all" and fields.text("q_lang") != lang:
                 continue
-            produced = [_flat(fields, base, "img_name", SLAKE_CATEGORIES)]
+            produced = [_one_per_record(fields, folder, "slake", id_field="qid", image_field="img_name",
+                                        categories=SLAKE_CATEGORIES)]
         elif format == "vqa-rad":
-            produced = [_flat(fields, base, "image_name", VQA_RAD_CATEGORIES)]
+            produced = [_one_per_record(fields, folder, "vqa-rad", id_field="qid", image_field="image_name",
+                                        categories=VQA_RAD_CATEGORIES)]
+        elif format == "flat":
+            benchmark = record.get("benchmark") if isinstance(record, dict) else None
+            produced = [_one_per_record(fields, folder, benchmark if isinstance(benchmark, str) else "flat",
+                                        id_field="question_id", image_field="image", categories=FLAT_CATEGORIES,
+                                        only_present=True)]
         elif format == "questions":
             produced = [_question_only(fields, base)]
         else:
             produced = [_llava_med(fields, base)]
         for question in produced:
             if question.id in first_seen:
-                first = line_of(first_seen[question.id])
-                raise InputError(
-                    f"duplicate question id {question.id!r} (first on line {first})",
-                    path=path,
-                    line=line_of(index),
-                )
-            first_seen[question.id] = index
+                first = _resolve(first_seen[question.id])
+                raise fields.error(None, f"duplicate question id {question.id!r} (first on line {first})")
+            first_seen[question.id] = line
             questions.append(question)
     if not questions:
         where = f" in language {lang!r}" if format == "slake" else ""
         raise InputError(f"no questions found{where}", path=path)
     return questions
+
+
+def questions_of(questions: QuestionSource, **options: Any) -> list[Question]:
+    """``questions`` as a list: a ground-truth file is read with :func:`load_questions` and ``options``."""
+    if isinstance(questions, str | Path):
+        return load_questions(questions, **options)
+    return list(questions)
+
+
+PredictionSource = str | Path | Mapping[str, str]
+"""Answers to benchmark questions: a LLaVA-Med answer file, or ``{question_id: text}``."""
+
+
+def predictions_of(predictions: PredictionSource) -> dict[str, str]:
+    """``predictions`` as ``{question_id: text}`` (ids as strings)."""
+    if isinstance(predictions, str | Path):
+        return read_predictions(predictions)
+    return {str(question_id): text for question_id, text in predictions.items()}
 
 
 def read_predictions(path: str | Path) -> dict[str, str]:
@@ -325,8 +427,11 @@ def read_predictions(path: str | Path) -> dict[str, str]:
     predictions: dict[str, str] = {}
     first_seen: dict[str, int] = {}
     for line, record in iter_json_lines(path):
-        fields = _Fields(record, path, line)
-        question_id = fields.identifier("question_id")
+        question_id, text = record.get("question_id"), record.get("text")
+        if type(text) is not str or not (type(question_id) is int or type(question_id) is str and question_id.strip()):
+            fields = _Fields(record, path, line)  # the careful reading, which names the field at fault
+            question_id, text = fields.identifier("question_id"), fields.text("text")
+        question_id = str(question_id)
         if question_id in first_seen:
             raise InputError(
                 f"second prediction for question {question_id!r} (first on line {first_seen[question_id]})",
@@ -335,5 +440,5 @@ def read_predictions(path: str | Path) -> dict[str, str]:
                 field="question_id",
             )
         first_seen[question_id] = line
-        predictions[question_id] = fields.text("text")
+        predictions[question_id] = text
     return predictions

@@ -1,21 +1,49 @@
 """One resumable loop for every evaluation step that produces a record per question.
 
 Answering, chat reviews and pairwise verdicts all do the same thing: skip the
-questions already in the output, do the rest with a progress bar (through a
-model server via :mod:`vital.llm`, or locally), append each record as soon as
-it exists, and put every question that could not be done in
-``<out>.failures.jsonl`` with the reason.
+questions already in the output, do the rest (through a model server via
+:mod:`vital.llm`, or locally), append each record as soon as it exists, and
+put every question that could not be done in ``<out>.failures.jsonl`` with
+the reason.
+
+The output's lock is taken before anything else is touched: a run refused
+because another run is writing the same output leaves that run's output and
+failures file as they were.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vital.jsonl import FailureLog, JsonlWriter, failures_path, finished_ids, refuse_input_as_output
+from vital.jsonl import FailureLog, JsonlWriter, finished_ids, refuse_input_as_output
+from vital.progress import Progress
 
 Work = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class RunResult:
+    """What a resumable evaluation run did: its output, the :class:`vital.llm.RunStats`, and failures."""
+
+    out: Path
+    stats: Any
+    failures: Path | None = None
+    """``<out>.failures.jsonl`` when some questions failed, else ``None``."""
+
+    @property
+    def done(self) -> int:
+        return self.stats.done
+
+    @property
+    def failed(self) -> int:
+        return self.stats.failed
+
+    @property
+    def skipped(self) -> int:
+        return self.stats.skipped
 
 
 def run_resumable(
@@ -27,10 +55,10 @@ def run_resumable(
     title: str,
     engine_config: Any = None,
     cache: str | Path | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
     inputs: Sequence[str | Path | None] = (),
-) -> Any:
-    """Write ``make_work(engine)(item)`` for each unfinished item to ``out``; return the :class:`vital.llm.RunStats`.
+) -> RunResult:
+    """Write ``make_work(engine)(item)`` for each unfinished item to ``out``.
 
     With ``engine_config`` (a :class:`vital.llm.EngineConfig`) the work gets an
     :class:`vital.llm.Engine` logging beside ``out``; without, it gets ``None``
@@ -41,19 +69,21 @@ def run_resumable(
 
     out = Path(out)
     refuse_input_as_output(out, *inputs)
-    done = finished_ids(out, "question_id")
-    todo = [item for item in items if item.id not in done]
-    with drop_if_empty(failures_path(out)), JsonlWriter(out) as writer, FailureLog(out, stage) as failures:
-        return run_jobs(
-            todo,
-            make_work,
-            on_result=lambda item, record: writer.write(record),
-            on_failure=lambda item, exc: failures.record(item.id, exc.reason, **exc.details),
-            title=title,
-            total=len(todo),
-            skipped=len(items) - len(todo),
-            engine_config=engine_config,
-            out=out,
-            cache=cache,
-            progress=progress,
-        )
+    with JsonlWriter(out) as writer:  # the lock first: a refused run must touch nothing
+        done = finished_ids(out, "question_id")
+        todo = [item for item in items if item.id not in done]
+        with FailureLog(out, stage) as failures, drop_if_empty(failures.path):
+            stats = run_jobs(
+                todo,
+                make_work,
+                on_result=lambda item, record: writer.write(record),
+                on_failure=lambda item, exc: failures.record(item.id, exc.reason, **exc.details),
+                title=title,
+                total=len(todo),
+                skipped=len(items) - len(todo),
+                engine_config=engine_config,
+                out=out,
+                cache=cache,
+                progress=progress,
+            )
+    return RunResult(out, stats, failures.path if stats.failed else None)
