@@ -88,7 +88,7 @@ def judge_candidates(workspace: Workspace) -> None:
 
 @step("Prepare clinician annotation (vital annotate)")
 def annotate(workspace: Workspace) -> None:
-    from vital.annotate import AnnotationDB, add_user, issue_login_token, load_corpus, login_url
+    from vital.annotate import AnnotationDB, ServeConfig, add_user, issue_login_token, load_corpus, login_url
 
     path = workspace.root / "annotations.db"
     database = AnnotationDB(path)
@@ -97,7 +97,7 @@ def annotate(workspace: Workspace) -> None:
     workspace.wrote(path, f"{items['demos']} demonstration items and {items['compare']} comparison items "
                           f"from {summary.candidates} candidates")
     user, _ = add_user(database, "clinician", admin=True)
-    link = login_url("http://127.0.0.1:8000", issue_login_token(database, user))
+    link = login_url(ServeConfig().url, issue_login_token(database, user))
     say = workspace.console.print
     say("  To annotate in a browser, start the app (it reloads the files idempotently):")
     say(f"    vital annotate serve --db {path} --figures {workspace.figures} "
