@@ -416,6 +416,13 @@ def test_an_empty_folder_says_what_is_absent(tmp_path: Path) -> None:
     assert "could not be drawn" not in text
 
 
+def test_an_annotation_database_server_is_not_contacted(tmp_path: Path) -> None:
+    (tmp_path / "vital.toml").write_text("[annotate]\ndb = 'postgresql://vital@db.example/vital'\n", encoding="utf-8")
+    write_report(tmp_path)
+    text = read_page(tmp_path).plain
+    assert "The annotation database is a server ([annotate] db)" in text and "could not be drawn" not in text
+
+
 def test_a_partial_round_shows_what_exists_and_the_stage_status(full_round, tmp_path: Path) -> None:
     root = copy_round(full_round[0], tmp_path / "round", ("run.json", "figures.jsonl", "candidates.jsonl",
                                                            "scores.jsonl", "images"))

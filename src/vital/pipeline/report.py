@@ -789,16 +789,22 @@ def judge_section(round_: RoundFiles, plots: Plots) -> Section:
 def clinician_section(round_: RoundFiles, plots: Plots) -> Section:
     section = _section(round_, "annotate", "Clinicians", "Annotations, agreement between clinicians and with the "
                        "judge.")
-    if _nothing_to_show(section, round_, "annotations.db"):
+    configured = (round_.settings.get("annotate") or {}).get("db", "annotations.db")
+    if "://" in str(configured):  # a database server: the report reads only this folder
+        section.notes.append("The annotation database is a server ([annotate] db), which the report does not "
+                             "connect to; `vital annotate stats --db URL --scores scores.jsonl` shows agreement.")
         return section
-    section.files += [round_.state("annotations.db"),
+    name = str(configured)
+    if _nothing_to_show(section, round_, name):
+        return section
+    section.files += [round_.state(name),
                       round_.state("preferences.jsonl", f"{round_.lines('preferences.jsonl'):,} preferences"),
                       round_.state("clinician-demos.jsonl",
                                    f"{round_.lines('clinician-demos.jsonl'):,} demonstrations")]
     from vital.annotate import AnnotationDB
     from vital.annotate.agreement import agreement_report
 
-    database = AnnotationDB(round_.path("annotations.db"), create=False)
+    database = AnnotationDB(round_.path(name), create=False)
     try:
         report = agreement_report(database, judge_scores=round_.judge_scores or None)
     finally:
