@@ -209,18 +209,9 @@ def _value_cell(value: Any, ci: Any = None, n: int | None = None, min_n: int = 0
 
 
 def _counts_text(counts: dict[str, Any]) -> str:
-    """A run.json ``counts`` object in one line (nested objects shortened)."""
-    parts = []
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            inner = ", ".join(f"{k} {_num(v, 2)}" for k, v in list(value.items())[:6])
-            more = ", …" if len(value) > 6 else ""
-            parts.append(f"{key}: {inner}{more}")
-        elif isinstance(value, list):
-            parts.append(f"{key}: {len(value)} items")
-        else:
-            parts.append(f"{key} {_num(value, 2)}")
-    return "; ".join(parts)
+    """A run.json ``counts`` object in one line: its numbers and words (breakdowns are in the stages' sections)."""
+    return "; ".join(f"{key.replace('_', ' ')} {_num(value, 2)}" for key, value in counts.items()
+                     if value is not None and not isinstance(value, dict | list))
 
 
 def _time(value: Any) -> str:
@@ -892,7 +883,8 @@ def selector_section(round_: RoundFiles, plots: Plots) -> Section:
         saved = round_.json("selector/selector.json")
         config = saved.get("config", {}) if isinstance(saved, dict) else {}
         encoders = saved.get("encoders", {}) if isinstance(saved, dict) else {}
-        section.facts += [("human weight", _num(config.get("human_weight"))),
+        weight = config.get("human_weight")
+        section.facts += [("human weight", f"{weight:g}" if isinstance(weight, int | float) else "–"),
                           ("encoders", ", ".join(f"{k} {v}" for k, v in encoders.items()) or "–")]
     if sweep_name is not None:
         _selector_sweep(section, round_.json(sweep_name), plots)
