@@ -416,6 +416,14 @@ def test_an_empty_folder_says_what_is_absent(tmp_path: Path) -> None:
     assert "could not be drawn" not in text
 
 
+def test_a_folder_that_does_not_exist_is_bad_input(tmp_path: Path) -> None:
+    from vital.errors import InputError
+
+    with pytest.raises(InputError, match="not a folder"):
+        write_report(tmp_path / "no-such-round")
+    assert not (tmp_path / "no-such-round").exists()
+
+
 def test_an_annotation_database_server_is_not_contacted(tmp_path: Path) -> None:
     (tmp_path / "vital.toml").write_text("[annotate]\ndb = 'postgresql://vital@db.example/vital'\n", encoding="utf-8")
     write_report(tmp_path)

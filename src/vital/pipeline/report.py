@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vital.conversation import strip_image_token
+from vital.errors import InputError
 from vital.jsonl import atomic_writer, iter_json_lines, iter_json_objects, warn
 from vital.records import resolve_image
 
@@ -1498,6 +1499,8 @@ def write_report(dir: Path) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     dir = Path(dir)
+    if not dir.is_dir():
+        raise InputError("not a folder (a round's folder holds vital.toml and what its stages wrote)", path=dir)
     round_ = RoundFiles(dir)
     plots = Plots(dir / "report", "report")
     sections = [_build(function, round_, plots) for function in SECTIONS]
