@@ -1,14 +1,18 @@
-"""Score 100K VQA predictions (both modes) and summarise 100K chat reviews.
+"""Score 100K VQA predictions (both modes, with per-question details), compare two answer files on
+100K questions, and summarise 100K chat reviews.
 
     python -m benchmarks evaluate          (BENCH_EVAL=20000 for a quicker run)
 
 The ground truth is a VQA-RAD-style JSON list (40 % open, 60 % closed, with
-question types and organs), the predictions a LLaVA-Med answer file whose
+question types and organs), the predictions LLaVA-Med answer files whose
 texts look like a model's (a role prefix, a short answer, sometimes a
-sentence around it), in shuffled order so that matching by id is exercised.
-Each command runs as a child ``vital`` process: the times include start-up,
-reading, matching, scoring and printing, and the memory is the child's peak.
-The target is under 10 s for 100K predictions.
+sentence around it), in shuffled order so that matching by id is exercised;
+a second model's file (another seed) is the B of ``eval compare``.  Each
+command runs as a child ``vital`` process: the times include start-up,
+reading, matching, scoring, the bootstrap (1,000 resamples: every metric's
+interval, and every breakdown cell's for recall and accuracy) and printing,
+and the memory is the child's peak.  The target is under 10 s per command for
+100K predictions.
 """
 
 from __future__ import annotations
@@ -51,10 +55,11 @@ TYPES = ["PRES", "POS", "ABN", "SIZE", "MODALITY", "PLANE", "ORGAN", "OTHER", "P
 ORGANS = ["CHEST", "ABD", "HEAD"]
 
 
-def write_vqa(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, int]:
-    """The ground truth, the answer file, and how many distinct (answer, prediction) pairs they hold."""
+def write_vqa(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, Path, int]:
+    """The ground truth, two models' answer files, and how many distinct (answer, prediction) pairs the first
+    file holds."""
     rng = random.Random(seed)
-    questions, answers = [], []
+    questions = []
     for qid in range(n):
         closed = rng.random() < 0.6
         answer = rng.choice(["yes", "no"]) if closed else rng.choice(OPEN_ANSWERS)
@@ -71,7 +76,20 @@ def write_vqa(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, int]:
                 "image_organ": rng.choice(ORGANS),
             }
         )
-        said = answer if rng.random() < 0.6 else rng.choice(OPEN_ANSWERS + ["yes", "no", "normal"])
+    gt = folder / "test.json"
+    gt.write_text(json.dumps(questions), encoding="utf-8")
+    first, texts = write_answers(folder / "answers.jsonl", questions, rng, right=0.6)
+    second, _ = write_answers(folder / "answers-b.jsonl", questions, rng, right=0.65)
+    return gt, first, second, len({(q["answer"], text) for q, text in zip(questions, texts, strict=True)})
+
+
+def write_answers(path: Path, questions: list[dict], rng: random.Random, *, right: float) -> tuple[Path, list[str]]:
+    """A model's answer file (the right answer with probability ``right``, often inside a sentence) and its
+    texts in question order."""
+    answers = []
+    for question in questions:
+        qid = question["qid"]
+        said = question["answer"] if rng.random() < right else rng.choice(OPEN_ANSWERS + ["yes", "no", "normal"])
         if rng.random() < 0.4:
             said = f"{rng.choice(FILLERS)} {said} in the {rng.choice(OPEN_ANSWERS)} region, {qid % 97} mm."
         answers.append(
@@ -79,22 +97,15 @@ def write_vqa(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path, int]:
                 "question_id": str(qid) if qid % 7 == 0 else qid,
                 "prompt": "Is there a finding?",
                 "text": f"Assistant: {said}",
-                "model_id": "bench",
+                "model_id": path.stem,
             }
         )
+    texts = [answer["text"] for answer in answers]
     rng.shuffle(answers)
-    distinct = len(
-        {
-            (q["answer"], a["text"])
-            for q, a in zip(questions, sorted(answers, key=lambda a: int(a["question_id"])), strict=True)
-        }
-    )
-    gt, pred = folder / "test.json", folder / "answers.jsonl"
-    gt.write_text(json.dumps(questions), encoding="utf-8")
-    with pred.open("w", encoding="utf-8") as handle:
+    with path.open("w", encoding="utf-8") as handle:
         for answer in answers:
             handle.write(json.dumps(answer) + "\n")
-    return gt, pred, distinct
+    return path, texts
 
 
 def write_reviews(folder: Path, n: int, seed: int = 0) -> Path:
@@ -126,8 +137,9 @@ def main() -> None:
         table.add_column(name, justify="left" if name in ("command", "target") else "right")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        gt, pred, distinct = write_vqa(folder, n)
+        gt, pred, pred_b, distinct = write_vqa(folder, n)
         reviews = write_reviews(folder, n)
+        details = folder / "details.jsonl"
         runs = [
             (
                 "eval vqa --json (default)",
@@ -140,6 +152,16 @@ def main() -> None:
                 "< 10 s",
             ),
             ("eval vqa (tables)", ["eval", "vqa", "--gt", str(gt), "--pred", str(pred)], "< 10 s"),
+            (
+                "eval vqa --details FILE --json",
+                ["eval", "vqa", "--gt", str(gt), "--pred", str(pred), "--details", str(details), "--json"],
+                "< 10 s",
+            ),
+            (
+                "eval compare --json (A vs B)",
+                ["eval", "compare", "--gt", str(gt), "--a", str(pred), "--b", str(pred_b), "--json"],
+                "< 10 s",
+            ),
             ("eval chat-summary --json", ["eval", "chat-summary", str(reviews), "--json"], ""),
         ]
         for label, args, target in runs:
