@@ -1,0 +1,158 @@
+"""A tiny random-weight LLaVA, built offline in seconds: the demo's tune base and the tests' model.
+
+:func:`build_tiny_llava` writes a complete llava-hf checkpoint folder: a CLIP
+vision tower and a Llama language model of two layers each, a byte-level BPE
+tokenizer trained on the spot (it adds BOS as Llama's does, and knows
+``<s>``, ``</s>``, ``<pad>``, ``<image>``), and a ``LlavaProcessor`` with the
+shipped ``vicuna_v1`` chat template.  Everything a real base has, at a size
+that trains on a CPU; it answers nonsense until it is tuned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vital.tuning.template import TEMPLATES, VICUNA_SYSTEM
+
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>")  # ids 0, 1, 2, 3
+IMAGE_SIZE, PATCH_SIZE = 32, 8  # 16 image tokens per image
+VOCAB_SIZE = 1024
+MAX_POSITIONS = 4096
+OUTPUT_STD = 0.25
+
+# What the tokenizer learns its merges from: the template, and the words of biomedical image conversations.
+CORPUS = (
+    VICUNA_SYSTEM,
+    "USER: <image>\nQuestion ASSISTANT: Answer</s>USER: [INST] [/INST] Yes. No. Yes, No, yes no",
+    "What does this image show? Describe the findings in this figure. What is the modality of this image?",
+    "Is there an abnormality? Is the image bright or dark? Which organ is shown? Where is the lesion?",
+    "This is an axial CT scan of the abdomen showing a hypodense lesion in the liver.",
+    "The chest radiograph shows bilateral opacities, consistent with pneumonia; the heart is not enlarged.",
+    "A T2-weighted MRI of the brain shows a hyperintense mass in the left temporal lobe with oedema.",
+    "The histology section (H&E stain) shows glandular tissue with nuclear atypia, suggesting carcinoma.",
+    "Immunohistochemistry staining of cells; the retina fundus photograph shows the optic disc and vessels.",
+    "The figure shows a gross specimen of the kidney with a cyst, a nodule, an effusion or a haemorrhage.",
+    "The image is a microscopy slide of cells stained for a protein marker, at high magnification.",
+    "The scan is a template of the human brain in standard space, with grey and white matter visible.",
+    "Findings: no fracture, no mass, normal size; impression: benign, malignant, acute, chronic.",
+    "The patient presented with pain, fever and cough. Clinical correlation is recommended.",
+)
+
+
+def _tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    bpe.train_from_iterator(CORPUS * 4, trainer)
+    bos = SPECIAL_TOKENS.index("<s>")
+    bpe.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]),
+    ])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"}, model_max_length=MAX_POSITIONS,
+    )
+
+
+def build_tiny_llava(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """Write a tiny random-weight LLaVA (llava-hf layout, processor and chat template included) to ``out_dir``."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    out_dir = Path(out_dir)
+    tokenizer = _tokenizer()
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
+        tokenizer=tokenizer,
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=TEMPLATES["vicuna_v1"],
+    )
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            image_size=IMAGE_SIZE, patch_size=PATCH_SIZE,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=MAX_POSITIONS,
+            bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"],
+        ),
+        image_token_index=ids["<image>"],
+        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        pad_token_id=ids["<pad>"],
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = LlavaForConditionalGeneration(config)
+        # A real model's output layer is large after pre-training; at this width the usual 0.02 would cap every
+        # logit near 1, and a method that leaves the output layer frozen (LoRA) could never be sure of an answer.
+        torch.nn.init.normal_(model.lm_head.weight, std=OUTPUT_STD)
+    finally:
+        torch.random.set_rng_state(generator_state)  # leave the caller's random stream as it was
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = ids["</s>"]
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+QUESTION = "Is the image bright?"
+
+
+def write_yes_no_task(folder: str | Path, *, train: int = 32, held_out: int = 8, seed: int = 0) -> tuple[Path, Path]:
+    """A task whose answer depends on the image alone, to show that tuning learned something.
+
+    Each record asks :data:`QUESTION` about a noisy grey image, bright
+    (answer ``Yes``) or dark (``No``), alternating.  Writes ``train.json`` and
+    ``held_out.json`` (LLaVA format; the held-out records also carry
+    ``answer_type: CLOSED``, so ``vital eval answer --questions`` and ``vital
+    eval vqa --gt`` read the file) with their images under ``images/``, and
+    returns the two paths.  A tiny base answers it after a few dozen LoRA
+    steps; untuned, it cannot.
+    """
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    records = []
+    for index in range(train + held_out):
+        bright = index % 2 == 0
+        level = rng.uniform(170, 230) if bright else rng.uniform(25, 85)
+        pixels = np.clip(rng.normal(level, 20, (40, 40)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).convert("RGB").save(folder / "images" / f"{index}.png")
+        records.append({
+            "id": f"q{index}",
+            "image": f"images/{index}.png",
+            "conversations": [{"from": "human", "value": f"<image>\n{QUESTION}"},
+                              {"from": "gpt", "value": "Yes" if bright else "No"}],
+        })
+    paths = folder / "train.json", folder / "held_out.json"
+    paths[0].write_text(json.dumps(records[:train], indent=1))
+    paths[1].write_text(json.dumps([{**r, "answer_type": "CLOSED"} for r in records[train:]], indent=1))
+    return paths
