@@ -185,8 +185,7 @@ def draw(plot: Plot) -> None:
                   *(v for values in series.values() for v in values if v is not None)])
     axes.set_ylim(lowest * 1.1, max(100.0 if lowest >= 0 else 0.0, highest) * 1.1 + 1)
     axes.grid(axis="y", alpha=0.3)
-    if len(series) > 1:
-        axes.legend(fontsize="small")
+    axes.legend(fontsize="small")  # names the result even when it is the only one
     figure.tight_layout()
     figure.savefig(plot.path, dpi=110)
     plt.close(figure)
@@ -386,8 +385,8 @@ def _compare_section(results: list[Result], report: _Writer) -> None:
         shown = [m for m in COMPARE_PLOTTED if m in metrics] if result.data["compare"] == "vqa" else list(metrics)
         report.plot(
             f"compare_{_slug(result.name)}",
-            f"B − A against {a}, with the 95% paired bootstrap interval",
-            "difference (points)",
+            "B − A, with the 95% paired bootstrap interval",
+            f"B − {a} (points)",
             shown,
             {c["b"]: [c["metrics"].get(m, {}).get("diff") for m in shown] for c in result.data["comparisons"]},
             {c["b"]: [c["metrics"].get(m, {}).get("ci95") for m in shown] for c in result.data["comparisons"]},
