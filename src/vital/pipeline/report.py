@@ -351,7 +351,10 @@ class RoundFiles:
 
     @cached_property
     def figures(self) -> FigureSummary:
+        """figures.jsonl in one pass (empty when absent)."""
         summary = FigureSummary()
+        if not self.exists("figures.jsonl"):
+            return summary
         for record in self.records("figures.jsonl"):
             domains = [d for d in record.get("domains") or [] if isinstance(d, str)]
             summary.count += 1
@@ -361,8 +364,6 @@ class RoundFiles:
         return summary
 
     def domain_of_figure(self, figure_id: str) -> str:
-        if not self.exists("figures.jsonl"):
-            return NO_DOMAIN
         return _domain(self.figures.domains_of.get(figure_id, []))
 
     @cached_property
@@ -617,7 +618,7 @@ def sample_section(round_: RoundFiles, plots: Plots) -> Section:
         clusters[str(record.get("cluster", "?"))] += 1
         domains.update(record.get("domains") or [NO_DOMAIN])
     section.files.append(round_.state("sample.jsonl", f"{count:,} figures"))
-    corpus = round_.figures.per_domain if round_.exists("figures.jsonl") else Counter()
+    corpus = round_.figures.per_domain
     asked = round_.stage("sample").get("counts", {}) or {}
     section.facts += [("sampled", _int(count)), ("clusters covered", _int(len(clusters)))]
     if round_.exists("figures.jsonl"):
