@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -55,14 +55,14 @@ def krippendorff_alpha_nominal(units: Sequence[Sequence[Hashable]]) -> float:
     Units with fewer than two labels carry no information about agreement and
     are ignored.  ``nan`` when there is no pairable unit or only one category.
     """
-    coincidence: Counter = Counter()
+    coincidence: dict[tuple[Hashable, Hashable], float] = defaultdict(float)
     for labels in units:
         m = len(labels)
         if m < 2:
             continue
         for i, j in itertools.permutations(range(m), 2):
             coincidence[labels[i], labels[j]] += 1.0 / (m - 1)
-    totals: Counter = Counter()
+    totals: dict[Hashable, float] = defaultdict(float)
     for (c, _k), value in coincidence.items():
         totals[c] += value
     n = sum(totals.values())
@@ -144,7 +144,8 @@ def _answers(db: AnnotationDB) -> list[_Answer]:
             .where(Task.answered_at.is_not(None))
             .order_by(Task.id)
         ).all()
-    return [_Answer(*row) for row in rows]
+    # an answered task always has its label
+    return [_Answer(item_id, kind, name, cast(str, label), ids) for item_id, kind, name, label, ids in rows]
 
 
 def _judge_verdict(answer: _Answer, scores: dict[str, float]) -> bool | None:

@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -135,7 +135,9 @@ def create_app(db: Database, config: ServeConfig | None = None) -> FastAPI:
     def signed_in(request: Request) -> Visitor | None:
         session_token = request.cookies.get(SESSION_COOKIE)
         found = session_annotator(db, session_token)
-        return None if found is None else Visitor(found[0], found[1], session_token)
+        if session_token is None or found is None:
+            return None
+        return Visitor(found[0], found[1], session_token)
 
     def visitor(request: Request) -> Visitor:
         who = signed_in(request)
@@ -181,10 +183,11 @@ def create_app(db: Database, config: ServeConfig | None = None) -> FastAPI:
         log.info("%s signed in", opened.annotator.name)
         response = respond(opened)
         secure = config.secure_cookies or request.url.scheme == "https"
-        for name, value, http_only, same_site in [
+        cookies: list[tuple[str, str, bool, Literal["lax", "strict"]]] = [
             (SESSION_COOKIE, opened.token, True, "lax"),
             (CSRF_COOKIE, opened.csrf_token, False, "strict"),  # the page's script reads this one
-        ]:
+        ]
+        for name, value, http_only, same_site in cookies:
             response.set_cookie(
                 name,
                 value,

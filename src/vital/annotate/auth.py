@@ -122,7 +122,7 @@ def redeem_login_token(db: AnnotationDB, token: str, *, ttl_hours: float = SESSI
         ).first()
         if spent is None:
             return None
-        user = session.get(User, spent.user_id)
+        user = session.get_one(User, spent.user_id)
         session_token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         max_age = int(ttl_hours * 3600)
         session.add(

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
@@ -299,6 +300,11 @@ class AnnotationDB:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements (bulk inserts, conditional updates with RETURNING)."""
+    return cast(Table, model.__table__)
 
 
 def image_folders(session: Session) -> list[str]:

@@ -77,7 +77,7 @@ def _answered(db: AnnotationDB, kind: str | None = None) -> list[tuple[Task, Ite
     if kind is not None:
         query = query.where(Task.kind == kind)
     with db.read() as session:
-        return [tuple(row) for row in session.execute(query).all()]
+        return [(task, item, name) for task, item, name in session.execute(query).all()]
 
 
 def preference_records(
@@ -106,12 +106,14 @@ def preference_records(
 
 def _pairs(task: Task) -> Iterator[tuple[str, str]]:
     if task.kind == "compare":
-        if task.label not in ("tie", "both_bad"):
-            other = next(cid for cid in task.display_order if cid != task.label)
-            yield task.label, other
+        preferred = task.label
+        if preferred is not None and preferred not in ("tie", "both_bad"):
+            other = next(cid for cid in task.display_order if cid != preferred)
+            yield preferred, other
         return
-    best = task.answer.get("best")
-    acceptable = set(task.answer.get("acceptable", []))
+    answer = task.answer or {}
+    best = answer.get("best")
+    acceptable = set(answer.get("acceptable", []))
     ordered = sorted(task.display_order)
     if best is not None:
         for other in ordered:
@@ -134,12 +136,13 @@ def demonstration_records(db: AnnotationDB) -> Iterator[Figure]:
         tally = votes[item.figure_id]
         for cid in item.candidate_ids:
             tally.setdefault(cid, {"best": [], "acceptable": 0})
-        if task.answer.get("best") is not None:
-            tally[task.answer["best"]]["best"].append(annotator)
-        for cid in task.answer.get("acceptable", []):
+        answer = task.answer or {}
+        if answer.get("best") is not None:
+            tally[answer["best"]]["best"].append(annotator)
+        for cid in answer.get("acceptable", []):
             tally[cid]["acceptable"] += 1
     with db.read() as session:
-        for figure_id in sorted(votes, key=lambda fid: session.get(FigureRow, fid).seq):
+        for figure_id in sorted(votes, key=lambda fid: session.get_one(FigureRow, fid).seq):
             tally = votes[figure_id]
             ranked = sorted(
                 order[figure_id],
@@ -152,8 +155,8 @@ def demonstration_records(db: AnnotationDB) -> Iterator[Figure]:
             winner = ranked[0]
             if not tally[winner]["best"]:
                 continue
-            record = session.get(FigureRow, figure_id).record
-            candidate = session.get(CandidateRow, winner).record
+            record = session.get_one(FigureRow, figure_id).record
+            candidate = session.get_one(CandidateRow, winner).record
             demonstration = {
                 "candidate_id": winner,
                 "chosen_by": sorted(tally[winner]["best"]),

@@ -36,6 +36,7 @@ from vital.annotate.db import (
     Item,
     image_folders,
     opened,
+    table_of,
 )
 from vital.annotate.images import confined
 from vital.errors import InputError
@@ -75,15 +76,15 @@ def _batches(records: Iterable[Any]) -> Iterator[list[Any]]:
         yield batch
 
 
-def _upsert(db: AnnotationDB, model: type, rows: list[dict[str, Any]]) -> int:
+def _upsert(db: AnnotationDB, model: type[FigureRow] | type[CandidateRow], rows: list[dict[str, Any]]) -> int:
     """Insert new rows and update changed ones (by primary key ``id``); returns how many were new.
 
     A repeated id updates the earlier record (ids are stable; the later line wins).
     """
-    table = model.__table__
+    table = table_of(model)
     rows = list({row["id"]: row for row in rows}.values())
     with db.write() as session:
-        stored = dict(
+        stored: dict[str, Any] = dict(
             session.execute(select(table.c.id, table.c.record).where(table.c.id.in_([r["id"] for r in rows]))).all()
         )
         new = [row for row in rows if row["id"] not in stored]
@@ -96,7 +97,7 @@ def _upsert(db: AnnotationDB, model: type, rows: list[dict[str, Any]]) -> int:
         return len(new)
 
 
-def _next_seq(db: AnnotationDB, model: type) -> int:
+def _next_seq(db: AnnotationDB, model: type[FigureRow] | type[CandidateRow]) -> int:
     with db.read() as session:
         return (session.scalar(select(func.max(model.seq))) or 0) + 1
 
@@ -130,11 +131,11 @@ def _record_image_folders(db: AnnotationDB, figures: FigureSource, images: Seque
             raise InputError("is not a folder" if folder.exists() else "folder not found", path=folder,
                              field="images")
         folders.append(folder.resolve())
+    given = {str(folder) for folder in folders}
     with db.write() as session:
         known = set(image_folders(session))
-        for folder in {str(f) for f in folders} - known:
-            session.add(ImageFolder(path=folder))
-        return sorted(known | {str(f) for f in folders})
+        session.add_all(ImageFolder(path=path) for path in sorted(given - known))
+        return sorted(known | given)
 
 
 def load_corpus(
@@ -268,7 +269,7 @@ def _create_items(db: AnnotationDB, advance: Callable[[int], None]) -> tuple[dic
 def _insert_items(db: AnnotationDB, items: list[dict[str, Any]], advance: Callable[[int], None]) -> None:
     if items:
         with db.write() as session:
-            session.execute(insert(Item.__table__), items)
+            session.execute(insert(table_of(Item)), items)
         advance(len(items))
         items.clear()
 

@@ -35,7 +35,17 @@ from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vital.annotate.auth import Annotator
-from vital.annotate.db import KINDS, AnnotationDB, CandidateRow, FigureRow, Item, Task, User, image_folders
+from vital.annotate.db import (
+    KINDS,
+    AnnotationDB,
+    CandidateRow,
+    FigureRow,
+    Item,
+    Task,
+    User,
+    image_folders,
+    table_of,
+)
 from vital.annotate.images import confined, image_info
 from vital.errors import InputError
 
@@ -108,7 +118,7 @@ def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1)
                 if item is None:
                     return None
                 claimed = session.execute(
-                    update(Item.__table__)
+                    update(table_of(Item))
                     .where(Item.id == item.id, Item.assigned < overlap)
                     .values(assigned=Item.assigned + 1)
                     .returning(Item.assigned)
@@ -120,7 +130,7 @@ def next_task(db: AnnotationDB, user: Annotator, kind: str, *, overlap: int = 1)
                 order = list(item.candidate_ids)
                 _shuffler.shuffle(order)
                 return session.execute(
-                    insert(Task.__table__)
+                    insert(table_of(Task))
                     .values(
                         item_id=item.id,
                         user_id=user.id,
@@ -189,7 +199,7 @@ def task_view(db: AnnotationDB, user: Annotator, task_id: int) -> dict[str, Any]
         ).first()
         if task is None or task.user_id != user.id:
             raise TaskNotFound(f"no task {task_id} for you")
-        conversations = dict(
+        conversations: dict[str, dict[str, Any]] = dict(
             session.execute(
                 select(CandidateRow.id, CandidateRow.record).where(CandidateRow.id.in_(task.display_order))
             ).all()
@@ -258,10 +268,10 @@ def _normalise(task: Task, payload: dict[str, Any]) -> tuple[dict[str, Any], str
         )
     if task.kind == "compare":
         choice = payload.get("choice")
-        if choice not in COMPARE_CHOICES:
+        if not isinstance(choice, str) or choice not in COMPARE_CHOICES:
             raise InvalidAnswer(f"'choice' must be one of {', '.join(COMPARE_CHOICES)}, got {choice!r}")
-        label = {"A": task.display_order[0], "B": task.display_order[1]}.get(choice, choice)
-        return {"choice": choice}, label
+        shown = {"A": task.display_order[0], "B": task.display_order[1]}
+        return {"choice": choice}, shown.get(choice, choice)
     best = payload.get("best")
     acceptable = payload.get("acceptable", [])
     if not isinstance(acceptable, list) or not all(isinstance(cid, str) for cid in acceptable):
