@@ -721,10 +721,10 @@ def _generator_cost(section: Section, candidates: CandidateSummary) -> None:
         unpriced |= bool(totals.with_usage) and cost is None
         total_cost += cost or 0.0
         rows.append([Cell(f"{backend} · {model}"), Cell(_int(totals.candidates), "num"),
-                     Cell(_int(totals.prompt_tokens), "num"), Cell(_int(totals.completion_tokens), "num"),
+                     Cell(f"{totals.prompt_tokens:,} / {totals.completion_tokens:,}", "num"),
                      Cell(_int(totals.cached), "num"), Cell(f"${cost:,.2f}" if cost is not None else "–", "num")])
-    section.panels.append(Table("By generator", ["generator", "candidates", "prompt tokens", "completion tokens",
-                                                 "cached replies", "cost (est.)"], rows,
+    section.panels.append(Table("By generator", ["generator", "candidates", "tokens in / out", "cached replies",
+                                                 "cost (est.)"], rows,
                                 "Tokens as the candidates record them; cost of those not served from the response "
                                 "cache, at list prices (vital.llm.prices); a model without a known price has none."))
     if any(t.with_usage for t in candidates.by_generator.values()):
