@@ -633,7 +633,7 @@ def sample_section(round_: RoundFiles, plots: Plots) -> Section:
                             fontsize=8 if len(ordered) > 12 else None)
     cluster_axis.set(title="Sampled figures per cluster", xlabel="cluster", ylabel="figures")
     plots.style(cluster_axis, counts="y")
-    names = sorted(set(domains) | set(corpus), key=lambda d: -corpus.get(d, domains[d]))
+    names = sorted(set(domains) | set(corpus), key=lambda d: (-corpus.get(d, domains[d]), d))
     shares = [100 * domains[d] / corpus[d] if corpus.get(d) else 0 for d in names]
     domain_axis.barh(range(len(names)), shares, color=TUNED_COLOUR)
     domain_axis.set_yticks(range(len(names)), [f"{d} ({domains[d]}/{corpus.get(d, '?')})" for d in names])
@@ -1249,7 +1249,7 @@ def _breakdowns(section: Section, benchmark: str, runs: list[VqaRun], min_n: int
                 title += f" ({label_set} labels)"
             cells = {run.name: run.data["breakdown"][category] for run in group}
             labels = sorted({label for labels in cells.values() for label in labels},
-                            key=lambda label: -_label_n(cells, label))
+                            key=lambda label: (-_label_n(cells, label), label))
             if "+" in label_set:
                 section.notes.append(f"{title}: the labels come from several vocabularies ({label_set}); they are "
                                      "tabled but not plotted on one axis. Evaluate each benchmark on its own.")
