@@ -62,6 +62,7 @@ def _print_result(result: Any) -> None:
         "tokens/s": f"{rate:,.0f}",
         "final loss": f"{result.final_loss:.4f}" if result.final_loss is not None else "-",
         "seconds per checkpoint": f"{result.checkpoint_seconds:.2f}" if result.checkpoint_seconds else "-",
+        "peak GPU memory": f"{result.peak_gpu_memory_gb:.1f} GB" if result.peak_gpu_memory_gb else "-",
         "elapsed": f"{result.seconds:.1f} s",
     }
     for name, value in rows.items():

@@ -124,3 +124,4 @@ class TuneResult:
     final_loss: float | None
     world_size: int
     checkpoint_seconds: float | None  # mean time to write one checkpoint in this run
+    peak_gpu_memory_gb: float | None  # this process's peak CUDA memory (None without CUDA)

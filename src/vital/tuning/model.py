@@ -9,11 +9,12 @@
   attention and MLP projections (:data:`LORA_TARGETS`, a pattern that cannot
   match the CLIP tower, whose layers have the same names) and trains the
   projector fully (peft ``modules_to_save``, so the adapter carries it).
+  Trainable weights are kept in float32 whatever the base's dtype.
 * :func:`check_vision_frozen` / :func:`check_no_vision_gradient` are the
   assertions the trainer runs before training and before every optimizer step.
-* :func:`save_tuned` writes the checkpoint: LoRA merged into the weights (the
-  adapter kept under ``OUT_DIR/adapter``), with the processor and the chat
-  template the model was trained with.
+* :func:`save_tuned` writes the checkpoint in the base's dtype: LoRA merged
+  into the weights (the adapter kept under ``OUT_DIR/adapter``), with the
+  processor and the chat template the model was trained with.
 """
 
 from __future__ import annotations
@@ -101,14 +102,49 @@ def prepare(model: Any, method: str, *, lora_r: int, lora_alpha: int, lora_dropo
         adapter = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                              target_modules=LORA_TARGETS, modules_to_save=[PROJECTOR])
         model = get_peft_model(model, adapter)
+    for parameter in model.parameters():
+        if parameter.requires_grad:  # a learning-rate-sized update vanishes in a 16-bit weight
+            parameter.data = parameter.data.float()
     check_vision_frozen(model)
     return model
 
 
-def save_tuned(model: Any, processor: Any, out: Path) -> None:
-    """Write the tuned checkpoint to ``out`` (LoRA merged; the adapter itself under ``out/adapter``)."""
-    if hasattr(model, "merge_and_unload"):
-        model.save_pretrained(out / "adapter")
-        model = model.merge_and_unload()
-    model.save_pretrained(out)
+def checkpoint_dtype(folder: Path) -> Any:
+    """The dtype a checkpoint's weights are stored in (``dtype`` / ``torch_dtype`` of its config; float32 if
+    neither says)."""
+    import torch
+
+    config = read_config(folder, "--base")
+    name = config.get("dtype") or config.get("torch_dtype") or config.get("text_config", {}).get("dtype")
+    value = getattr(torch, str(name), None) if name else None
+    return value if isinstance(value, torch.dtype) else torch.float32
+
+
+def save_tuned(trainer: Any, processor: Any, out: Path, base: Path, *, deepspeed: bool) -> None:
+    """Write the tuned checkpoint to ``out`` in the base's dtype: LoRA merged, the adapter itself under
+    ``out/adapter``.  Every process calls this (under DeepSpeed ZeRO-3 the weights are spread over them and the
+    trainer gathers them); the first one writes.
+
+    Training keeps trainable weights in float32 beside a 16-bit frozen rest; one dtype throughout is what
+    ``from_pretrained`` and generation expect.
+    """
+    lora = hasattr(trainer.model, "peft_config")
+    if deepspeed:
+        trainer.save_model(str(out / "adapter" if lora else out))
+    if not trainer.is_world_process_zero():
+        return
+    dtype = checkpoint_dtype(base)
+    if lora:
+        model = trainer.model
+        if deepspeed:  # the in-memory weights are partitioned: merge the saved adapter into the base instead
+            from peft import PeftModel
+            from transformers import LlavaForConditionalGeneration
+
+            model = PeftModel.from_pretrained(LlavaForConditionalGeneration.from_pretrained(base, dtype=dtype),
+                                              out / "adapter")
+        else:
+            model.save_pretrained(out / "adapter")
+        model.merge_and_unload().to(dtype).save_pretrained(out)
+    elif not deepspeed:
+        trainer.model.to(dtype).save_pretrained(out)
     processor.save_pretrained(out)

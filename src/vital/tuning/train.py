@@ -221,6 +221,7 @@ def tune(
     rank, world_size = _world()
     main = rank == 0
 
+    import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration, set_seed
     from transformers.trainer_callback import PrinterCallback
 
@@ -248,11 +249,14 @@ def tune(
     if main:
         write_json_atomic(out / "tune.json", {"status": "running", **run})
 
-    model = LlavaForConditionalGeneration.from_pretrained(base)
+    args = _training_arguments(config, out, world_size)
+    # Frozen weights in bfloat16 under bf16 (half the memory); trained ones stay float32 (prepare). Full tuning
+    # loads everything in float32: mixed precision keeps float32 weights (DeepSpeed converts them itself).
+    frozen_16bit = args.bf16 and config.method != "full" and config.deepspeed is None
+    model = LlavaForConditionalGeneration.from_pretrained(base, dtype=torch.bfloat16 if frozen_16bit else torch.float32)
     set_seed(config.seed)  # LoRA's initial weights; the trainer seeds the same generators again for the run
     model = prepare(model, config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
                     lora_dropout=config.lora_dropout)
-    args = _training_arguments(config, out, world_size)
     resumed_from = int(resume.name.removeprefix("checkpoint-")) if resume is not None else None
     log = _restart_log(out / "log.jsonl", resumed_from or 0) if main else None
     with log if log is not None else nullcontext(), \
@@ -267,18 +271,19 @@ def tune(
         trainer.remove_callback(PrinterCallback)
         trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
 
+    save_tuned(trainer, processor, out, base, deepspeed=config.deepspeed is not None)
     steps = trainer.state.global_step
     result = TuneResult(
         out=out, method=config.method, steps=steps, resumed_from=resumed_from, examples=len(training.examples),
         failed=len(training.rejected), failures=failures if main else None, truncated=training.truncated,
         tokens=monitor.tokens - monitor.first_tokens, seconds=time.perf_counter() - started,
         train_seconds=monitor.train_seconds,
+        peak_gpu_memory_gb=torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
         final_loss=monitor.last_loss, world_size=world_size,
         checkpoint_seconds=(sum(monitor.checkpoint_seconds) / len(monitor.checkpoint_seconds)
                             if monitor.checkpoint_seconds else None),
     )
     if main:
-        save_tuned(trainer.model, processor, out)
         plot_loss(out / "log.jsonl", out / "loss.png")
         write_json_atomic(out / "tune.json", {
             "status": "finished", **run,
@@ -286,7 +291,7 @@ def tune(
                        "failed": result.failed, "truncated": result.truncated},
             "steps": steps, "resumed_from": resumed_from, "world_size": world_size, "tokens": result.tokens,
             "seconds": round(result.seconds, 2), "train_seconds": round(result.train_seconds, 2),
-            "checkpoint_seconds": result.checkpoint_seconds,
+            "checkpoint_seconds": result.checkpoint_seconds, "peak_gpu_memory_gb": result.peak_gpu_memory_gb,
             "final_loss": result.final_loss, "versions": _versions(),
         })
     trainer.accelerator.wait_for_everyone()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from transformers import Trainer, TrainerCallback
 
 from vital.jsonl import JsonlWriter
@@ -32,7 +33,8 @@ class LlavaTrainer(Trainer):
         if hasattr(target, "peft_config"):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             return
-        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=next(target.parameters()).dtype)
+        # float32 here; load_state_dict then copies each weight into the dtype it trains in
+        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=torch.float32)
         target.load_state_dict(saved.state_dict())
 
 
