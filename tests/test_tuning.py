@@ -339,7 +339,10 @@ def test_method_defaults():
     assert error.value.field == "method"
 
 
-def test_resuming_with_other_settings_is_refused(base, task, tuned):
+def test_rerunning_a_finished_run_trains_nothing_and_other_settings_are_refused(base, task, tuned):
+    again = tune(task[0], base, tuned.out, TuneConfig(**LORA, max_steps=30, save_steps=10))
+    assert (again.resumed_from, again.steps, again.tokens) == (30, 30, 0)
+    assert len((tuned.out / "log.jsonl").read_text().splitlines()) == 30
     with pytest.raises(InputError, match="--lr") as error:
         tune(task[0], base, tuned.out, TuneConfig(**{**LORA, "lr": 1e-3}, max_steps=30, save_steps=10))
     assert error.value.field == "--out"

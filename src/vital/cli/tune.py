@@ -110,7 +110,15 @@ def register(app: typer.Typer) -> None:
         if not files:
             raise InputError("give at least one DATA file", field="DATA")
         _quiet_transformers()
-        result = tune(files, base, out, config, progress=None if as_json else RichProgress())
+        import torch
+
+        try:
+            result = tune(files, base, out, config, progress=None if as_json else RichProgress())
+        except torch.OutOfMemoryError:
+            raise InputError("out of GPU memory: lower it (raise --grad-accum to keep the batch), add "
+                             "--activation-checkpointing, use --method lora, or shard with --deepspeed "
+                             "(docs/tune.md)",
+                             field="--batch-size") from None
         if os.environ.get("RANK", "0") != "0":
             return  # under torchrun the first process reports
         if as_json:

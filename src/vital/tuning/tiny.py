@@ -6,19 +6,32 @@ tokenizer trained on the spot (it adds BOS as Llama's does, and knows
 ``<s>``, ``</s>``, ``<pad>``, ``<image>``), and a ``LlavaProcessor`` with the
 shipped ``vicuna_v1`` chat template.  Everything a real base has, at a size
 that trains on a CPU; it answers nonsense until it is tuned.
+:func:`build_random_llava` builds the same at any shape (the benchmark's
+LLaVA-7B-shaped model, :data:`LLAVA_7B_VISION` + :data:`LLAVA_7B_TEXT`), and
+:func:`write_yes_no_task` writes a task such a model can learn in a few steps.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from vital.tuning.template import TEMPLATES, VICUNA_SYSTEM
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>")  # ids 0, 1, 2, 3
-IMAGE_SIZE, PATCH_SIZE = 32, 8  # 16 image tokens per image
-VOCAB_SIZE = 1024
+VOCAB_SIZE = 1024  # at most; the corpus below gives fewer merges
 MAX_POSITIONS = 4096
 OUTPUT_STD = 0.25
+# Two layers each; 32-pixel images in 8-pixel patches are 16 image tokens.
+TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+               "image_size": 32, "patch_size": 8}
+TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 4}
+# LLaVA-1.5-7B's and LLaVA-Med v1.5's shape: CLIP ViT-L/14 at 336 pixels (576 image tokens) and a 7B Llama.
+LLAVA_7B_VISION = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                   "num_attention_heads": 16, "image_size": 336, "patch_size": 14}
+LLAVA_7B_TEXT = {"vocab_size": 32064, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+                 "num_attention_heads": 32, "num_key_value_heads": 32}
 
 # What the tokenizer learns its merges from: the template, and the words of biomedical image conversations.
 CORPUS = (
@@ -64,6 +77,20 @@ def _tokenizer():
 
 def build_tiny_llava(out_dir: str | Path, *, seed: int = 0) -> Path:
     """Write a tiny random-weight LLaVA (llava-hf layout, processor and chat template included) to ``out_dir``."""
+    # A real model's output layer is large after pre-training; at this width the usual 0.02 would cap every logit
+    # near 1, and a method that leaves the output layer frozen (LoRA) could never be sure of an answer.
+    return build_random_llava(out_dir, vision=TINY_VISION, text=TINY_TEXT, vision_feature_layer=-1, seed=seed,
+                              output_std=OUTPUT_STD)
+
+
+def build_random_llava(
+    out_dir: str | Path, *, vision: dict[str, Any], text: dict[str, Any], vision_feature_layer: int = -2,
+    seed: int = 0, output_std: float | None = None, device: str | None = None, dtype: Any = None,
+) -> Path:
+    """A random-weight LLaVA of any shape (``vision``: CLIPVisionConfig fields with ``image_size`` and
+    ``patch_size``; ``text``: LlamaConfig fields), with this module's tokenizer, processor and vicuna_v1
+    template, saved to ``out_dir``.  ``device``/``dtype`` say where to build it (a 7B shape on a GPU, in
+    bfloat16); the caller's random state is left as it was."""
     import torch
     from transformers import (
         CLIPImageProcessor,
@@ -76,41 +103,33 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0) -> Path:
 
     out_dir = Path(out_dir)
     tokenizer = _tokenizer()
+    image_size, patch_size = vision["image_size"], vision["patch_size"]
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessor(
-            size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}),
         tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         chat_template=TEMPLATES["vicuna_v1"],
     )
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=IMAGE_SIZE, patch_size=PATCH_SIZE,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=MAX_POSITIONS,
-            bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"],
-        ),
+        vision_config=CLIPVisionConfig(**vision),
+        text_config=LlamaConfig(**{"vocab_size": len(tokenizer), "max_position_embeddings": MAX_POSITIONS, **text},
+                                bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"]),
         image_token_index=ids["<image>"],
-        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
-        vision_feature_layer=-1,
+        image_seq_length=(image_size // patch_size) ** 2,
+        vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy="default",
         pad_token_id=ids["<pad>"],
     )
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = LlavaForConditionalGeneration(config)
-        # A real model's output layer is large after pre-training; at this width the usual 0.02 would cap every
-        # logit near 1, and a method that leaves the output layer frozen (LoRA) could never be sure of an answer.
-        torch.nn.init.normal_(model.lm_head.weight, std=OUTPUT_STD)
-    finally:
-        torch.random.set_rng_state(generator_state)  # leave the caller's random stream as it was
+    cuda = [torch.device(device).index or 0] if device is not None and device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda), torch.device(device or "cpu"):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
+        if output_std is not None:
+            torch.nn.init.normal_(model.lm_head.weight, std=output_std)
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.eos_token_id = ids["</s>"]
     model.save_pretrained(out_dir)

@@ -186,6 +186,40 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__, "peft": peft.__version__}
 
 
+def _load_model(base: Path, config: TuneConfig, *, bf16: bool) -> Any:
+    """The base with the method's parameters trainable (see :func:`vital.tuning.model.prepare`).
+
+    Under bf16 the frozen weights of lora and projector load in bfloat16 (half the memory); full tuning loads
+    float32, as mixed precision keeps float32 weights (DeepSpeed converts them itself).
+    """
+    import torch
+    from transformers import LlavaForConditionalGeneration, set_seed
+
+    frozen_16bit = bf16 and config.method != "full" and config.deepspeed is None
+    model = LlavaForConditionalGeneration.from_pretrained(base, dtype=torch.bfloat16 if frozen_16bit else torch.float32)
+    set_seed(config.seed)  # LoRA's initial weights; the trainer seeds the same generators again for the run
+    return prepare(model, config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                   lora_dropout=config.lora_dropout)
+
+
+def _last_loss(history: list[dict[str, Any]]) -> float | None:
+    """The last training loss the trainer logged (a rerun of a finished run trains no step of its own)."""
+    return next((float(entry["loss"]) for entry in reversed(history) if "loss" in entry), None)
+
+
+def _write_record(out: Path, run: dict[str, Any], training: TrainingData, result: TuneResult) -> None:
+    """``tune.json`` of a finished run."""
+    write_json_atomic(out / "tune.json", {
+        "status": "finished", **run,
+        "counts": {"records": sum(f["records"] for f in training.files), "examples": result.examples,
+                   "failed": result.failed, "truncated": result.truncated},
+        "steps": result.steps, "resumed_from": result.resumed_from, "world_size": result.world_size,
+        "tokens": result.tokens, "seconds": round(result.seconds, 2), "train_seconds": round(result.train_seconds, 2),
+        "checkpoint_seconds": result.checkpoint_seconds, "peak_gpu_memory_gb": result.peak_gpu_memory_gb,
+        "final_loss": result.final_loss, "versions": _versions(),
+    })
+
+
 def _record_failures(out: Path, training: TrainingData) -> Path | None:
     with _FailuresFile(out) as failures:
         for item in training.rejected:
@@ -222,7 +256,7 @@ def tune(
     main = rank == 0
 
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration, set_seed
+    from transformers import AutoProcessor
     from transformers.trainer_callback import PrinterCallback
 
     from vital.tuning.trainer import LlavaTrainer, Monitor
@@ -249,14 +283,8 @@ def tune(
     if main:
         write_json_atomic(out / "tune.json", {"status": "running", **run})
 
-    args = _training_arguments(config, out, world_size)
-    # Frozen weights in bfloat16 under bf16 (half the memory); trained ones stay float32 (prepare). Full tuning
-    # loads everything in float32: mixed precision keeps float32 weights (DeepSpeed converts them itself).
-    frozen_16bit = args.bf16 and config.method != "full" and config.deepspeed is None
-    model = LlavaForConditionalGeneration.from_pretrained(base, dtype=torch.bfloat16 if frozen_16bit else torch.float32)
-    set_seed(config.seed)  # LoRA's initial weights; the trainer seeds the same generators again for the run
-    model = prepare(model, config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
-                    lora_dropout=config.lora_dropout)
+    args = _training_arguments(config, out, world_size)  # before the model: ZeRO-3 partitions it as it loads
+    model = _load_model(base, config, bf16=args.bf16)
     resumed_from = int(resume.name.removeprefix("checkpoint-")) if resume is not None else None
     log = _restart_log(out / "log.jsonl", resumed_from or 0) if main else None
     with log if log is not None else nullcontext(), \
@@ -269,30 +297,26 @@ def tune(
             processing_class=processor, callbacks=[monitor],
         )
         trainer.remove_callback(PrinterCallback)
-        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        if resume is not None and trainer.finished(resume):
+            trainer.load_finished(resume)  # a rerun of a finished run: nothing to train, the output is rewritten
+        else:
+            trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
 
     save_tuned(trainer, processor, out, base, deepspeed=config.deepspeed is not None)
-    steps = trainer.state.global_step
     result = TuneResult(
-        out=out, method=config.method, steps=steps, resumed_from=resumed_from, examples=len(training.examples),
-        failed=len(training.rejected), failures=failures if main else None, truncated=training.truncated,
+        out=out, method=config.method, steps=trainer.state.global_step, resumed_from=resumed_from,
+        examples=len(training.examples), failed=len(training.rejected), failures=failures if main else None,
+        truncated=training.truncated,
         tokens=monitor.tokens - monitor.first_tokens, seconds=time.perf_counter() - started,
         train_seconds=monitor.train_seconds,
         peak_gpu_memory_gb=torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
-        final_loss=monitor.last_loss, world_size=world_size,
+        final_loss=monitor.last_loss if monitor.last_loss is not None else _last_loss(trainer.state.log_history),
+        world_size=world_size,
         checkpoint_seconds=(sum(monitor.checkpoint_seconds) / len(monitor.checkpoint_seconds)
                             if monitor.checkpoint_seconds else None),
     )
     if main:
         plot_loss(out / "log.jsonl", out / "loss.png")
-        write_json_atomic(out / "tune.json", {
-            "status": "finished", **run,
-            "counts": {"records": sum(f["records"] for f in training.files), "examples": result.examples,
-                       "failed": result.failed, "truncated": result.truncated},
-            "steps": steps, "resumed_from": resumed_from, "world_size": world_size, "tokens": result.tokens,
-            "seconds": round(result.seconds, 2), "train_seconds": round(result.train_seconds, 2),
-            "checkpoint_seconds": result.checkpoint_seconds, "peak_gpu_memory_gb": result.peak_gpu_memory_gb,
-            "final_loss": result.final_loss, "versions": _versions(),
-        })
+        _write_record(out, run, training, result)
     trainer.accelerator.wait_for_everyone()
     return result

@@ -7,10 +7,12 @@ transformers at the top).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 
 from vital.jsonl import JsonlWriter
 from vital.progress import Task
@@ -18,7 +20,7 @@ from vital.tuning.model import check_no_vision_gradient
 
 
 class LlavaTrainer(Trainer):
-    """``Trainer`` that resumes LLaVA weights correctly.
+    """``Trainer`` that resumes LLaVA weights correctly, and a finished run without an extra step.
 
     transformers 5 saves a LLaVA checkpoint's weights under their legacy names
     (``language_model.model.*``) and maps them back in ``from_pretrained``, but
@@ -27,6 +29,17 @@ class LlavaTrainer(Trainer):
     ``from_pretrained`` maps them.  Adapters (LoRA) and DeepSpeed checkpoints
     take the trainer's own path.
     """
+
+    def finished(self, checkpoint: Path) -> bool:
+        """Is ``checkpoint`` the last step of its run?"""
+        state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
+        return state.max_steps > 0 and state.global_step >= state.max_steps
+
+    def load_finished(self, checkpoint: Path) -> None:
+        """Take the weights and state of a finished run's last checkpoint, without training: resumed there,
+        ``train`` would run one step past the end."""
+        self._load_from_checkpoint(str(checkpoint))
+        self.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         target = model if model is not None else self.model
