@@ -13,7 +13,7 @@ import sys
 import typer
 
 from vital import __version__
-from vital.cli import annotate, demo, evaluate, figures, generate, judge, sample, select, selector, tune
+from vital.cli import annotate, evaluate, figures, generate, judge, run, sample, select, selector, tune
 from vital.errors import InputError
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ def _root(
     """Turn figure-caption corpora into clinician-aligned instruction data, and evaluate it."""
 
 
-for module in (figures, sample, generate, judge, annotate, selector, select, tune, evaluate, demo):
+for module in (run, figures, sample, generate, judge, annotate, selector, select, tune, evaluate):
     module.register(app)
 
 

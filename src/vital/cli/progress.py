@@ -47,30 +47,59 @@ class _RichTask:
 
 
 class RichProgress:
-    """A :class:`vital.progress.Progress` drawing one rich bar per task on stderr."""
+    """A :class:`vital.progress.Progress` drawing rich bars on stderr, one per task.
+
+    Bars share one live display, open while any task runs (or for as long
+    as :meth:`active` is held, as ``vital run`` holds it across stages).
+    ``transient`` bars disappear when their task ends; others stay as a record.
+    Print through :meth:`print` while bars are shown, so lines go above them.
+    """
 
     def __init__(self, console: Console | None = None, *, transient: bool = False) -> None:
         self.console = console or stderr
         self.transient = transient
+        self._board: Progress | None = None
+        self._depth = 0
+
+    @contextmanager
+    def active(self) -> Iterator[Progress]:
+        if self._board is None:
+            self._board = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=self.transient,
+            )
+            self._board.start()
+        self._depth += 1
+        board = self._board
+        try:
+            yield board
+        except BaseException:
+            board.live.transient = True  # an error is then the only line left on stderr
+            raise
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                board.stop()
+                self._board = None
 
     @contextmanager
     def task(self, title: str, total: int | None = None) -> Iterator[_RichTask]:
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=self.transient,
-        )
-        with progress:
+        with self.active() as board:
+            task = board.add_task(title, total=total, status="")
             try:
-                yield _RichTask(progress, progress.add_task(title, total=total, status=""))
-            except BaseException:
-                progress.live.transient = True  # an error is then the only line left on stderr
-                raise
+                yield _RichTask(board, task)
+            finally:
+                if self.transient:
+                    board.remove_task(task)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        (self._board.console if self._board is not None else self.console).print(*objects, **options)
 
 
 def summary_table(stats: Any, extra: dict[str, Any] | None = None) -> Table:

@@ -301,3 +301,38 @@ def build_corpus(root: Path) -> tuple[Path, Path]:
         ),
     )
     return corpus, demonstrations
+
+
+def write_questions(corpus: Path, out: Path) -> Path:
+    """VQA questions about the corpus's figures, with answers, in LLaVA-Med's conversation format.
+
+    Two per figure whose caption names an imaging modality (found as the
+    offline caption backend finds it): "What kind of image is this?" (open;
+    the modality) and "Is this <a modality>?" (closed; every other figure is
+    asked about a modality it is not, so that "yes" is right only half the
+    time).  The tuned demo model is evaluated on them against its base.
+    """
+    from vital.generation.caption import MODALITIES, find_modality
+    from vital.jsonl import write_json_atomic
+
+    with corpus.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    questions = []
+    names = [name for _, name in MODALITIES]
+    for index, row in enumerate(rows):
+        modality = find_modality(" ".join([row["caption"], *row["mentions"].split("|")]))
+        if modality is None:
+            continue
+        others = [name for name in names if name != modality]
+        asked = others[index % len(others)] if index % 2 else modality
+        image = str(Path("images") / Path(row["image"]).name)
+        for suffix, text, answer, answer_type in (
+            ("kind", "What kind of image is this?", modality.removeprefix("a ").removeprefix("an "), "OPEN"),
+            ("is", f"Is this {asked}?", "yes" if asked == modality else "no", "CLOSED"),
+        ):
+            questions.append({
+                "id": f"{row['id']}/{suffix}", "image": image, "answer_type": answer_type,
+                "conversations": [{"from": "human", "value": f"<image>\n{text}"}, {"from": "gpt", "value": answer}],
+            })
+    write_json_atomic(out, questions)
+    return out

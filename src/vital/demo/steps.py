@@ -16,13 +16,13 @@ def corpus(workspace: Workspace) -> None:
 
 @step("Import figures (vital figures import)")
 def import_figures(workspace: Workspace) -> None:
-    from vital.figures import import_figures
+    from vital.figures import ImportConfig, import_figures
 
-    summary = import_figures(workspace.root / "corpus.csv", workspace.figures, require_images=True)
+    summary = import_figures(workspace.root / "corpus.csv", workspace.figures, ImportConfig(require_images=True))
     domains = ", ".join(f"{d} {n}" for d, n in sorted(summary.per_domain.items()))
     workspace.wrote(workspace.figures, f"{summary.figures} figures, {summary.images_found} images ({domains})")
-    summary = import_figures(workspace.root / "demonstrations.jsonl", workspace.demos, require_images=True)
-    workspace.wrote(workspace.demos, f"{summary.with_conversations} demonstrations")
+    summary = import_figures(workspace.root / "demonstrations.jsonl", workspace.demos, ImportConfig(require_images=True))
+    workspace.wrote(workspace.demos, f"{summary.demonstrations} demonstrations")
 
 
 @step("Sample a diverse subset for clinicians (vital sample)")
