@@ -36,15 +36,9 @@ from vital.config import StageConfig, setting
 from vital.errors import InputError
 from vital.evaluate.chat import ReviewItem, category_order, read_reviews
 from vital.evaluate.metrics import MODES
-from vital.evaluate.questions import (
-    PredictionSource,
-    Question,
-    QuestionSource,
-    predictions_of,
-    questions_of,
-)
+from vital.evaluate.questions import PredictionSource, QuestionSource, predictions_of, questions_of
 from vital.evaluate.stats import bootstrap_interval, mcnemar_exact, sign_flip_p_value
-from vital.evaluate.vqa import GROUND_TRUTH_FORMATS, score_questions
+from vital.evaluate.vqa import GROUND_TRUTH_FORMATS, QuestionScores, score_questions
 from vital.jsonl import iter_json_lines
 from vital.progress import Progress
 
@@ -139,16 +133,15 @@ def _name(source: Any, fallback: str) -> str:
 
 
 def _compare_answers(
-    questions: list[Question], a: dict[str, str], b: dict[str, str], name: str, config: CompareConfig
+    a: QuestionScores, answered_a: np.ndarray, b: QuestionScores, answered_b: np.ndarray, name: str,
+    missing: dict[str, int], config: CompareConfig,
 ) -> Comparison:
-    shared = [question for question in questions if question.id in a and question.id in b]
-    missing = {"a": sum(q.id not in a for q in questions), "b": sum(q.id not in b for q in questions)}
-    mode = config.compat or "default"
-    scored_a, scored_b = score_questions(shared, a, mode), score_questions(shared, b, mode)  # type: ignore[arg-type]
-    comparison = Comparison(name, len(scored_a.questions), missing)
+    """A and B scored on the same questions, compared on those both answered (``answered_*``: row masks)."""
+    among = np.flatnonzero(answered_a & answered_b)
+    comparison = Comparison(name, len(among), missing)
     for index, metric in enumerate(COMPARED_METRICS):
         comparison.metrics[metric] = compare_scores(
-            scored_a.values(metric), scored_b.values(metric), config.bootstrap, [config.seed, index]
+            a.values(metric, among), b.values(metric, among), config.bootstrap, [config.seed, index]
         )
     return comparison
 
@@ -211,9 +204,15 @@ def eval_compare(
         ]
         return CompareResult("chat", _name(a, "a"), None, comparisons)
     questions = questions_of(gt, format=config.format, lang=config.lang)
-    answers_a = predictions_of(a)
+    mode = config.compat or "default"
+    given = [predictions_of(source) for source in (a, *others)]
+    scored = [score_questions(questions, answers, mode) for answers in given]  # each file scored once
+    answered = [np.array([q.id in answers for q in scores.questions], dtype=bool)
+                for answers, scores in zip(given, scored, strict=True)]
+    missing = [sum(question.id not in answers for question in questions) for answers in given]
     comparisons = [
-        _compare_answers(questions, answers_a, predictions_of(other), name, config)
-        for other, name in zip(others, names, strict=True)
+        _compare_answers(scored[0], answered[0], scored[i], answered[i], name, {"a": missing[0], "b": missing[i]},
+                         config)
+        for i, name in enumerate(names, start=1)
     ]
-    return CompareResult("vqa", _name(a, "a"), config.compat or "default", comparisons)
+    return CompareResult("vqa", _name(a, "a"), mode, comparisons)
