@@ -35,7 +35,7 @@ import numpy as np
 from vital.config import StageConfig, setting
 from vital.errors import InputError
 from vital.evaluate.chat import ReviewItem, category_order, read_reviews
-from vital.evaluate.metrics import MODES
+from vital.evaluate.metrics import MODES, Mode
 from vital.evaluate.questions import PredictionSource, QuestionSource, predictions_of, questions_of
 from vital.evaluate.stats import bootstrap_interval, mcnemar_exact, sign_flip_p_value
 from vital.evaluate.vqa import GROUND_TRUTH_FORMATS, QuestionScores, score_questions
@@ -204,7 +204,7 @@ def eval_compare(
         ]
         return CompareResult("chat", _name(a, "a"), None, comparisons)
     questions = questions_of(gt, format=config.format, lang=config.lang)
-    mode = config.compat or "default"
+    mode: Mode = config.compat or "default"  # type: ignore[assignment]  # checked against MODES
     given = [predictions_of(source) for source in (a, *others)]
     scored = [score_questions(questions, answers, mode) for answers in given]  # each file scored once
     answered = [np.array([q.id in answers for q in scores.questions], dtype=bool)
