@@ -295,6 +295,7 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     from vital.cli import main
 
     monkeypatch.setattr(sys, "argv", ["vital", *args])
+    capsys.readouterr()  # what came before is not the command's
     with pytest.raises(SystemExit) as exit:
         main()
     return exit.value.code, capsys.readouterr().err.strip()
@@ -475,6 +476,8 @@ def test_convert_maps_an_original_llava_checkpoint_to_llava_hf(tmp_path, task, m
     assert processor.image_token == "<image>" and processor.tokenizer.pad_token == "<pad>"
     assert processor.image_processor.do_pad  # image_aspect_ratio "pad", as LLaVA 1.5 preprocesses
     assert converted.config.vision_feature_layer == -2
+    assert converted.config.text_config.pad_token_id == processor.tokenizer.pad_token_id
+    assert converted.config.image_token_index == processor.image_token_id
 
     language = LlamaForCausalLM(LlamaConfig.from_pretrained(src))
     language.load_state_dict({k: v for k, v in weights.items() if "mm_projector" not in k})

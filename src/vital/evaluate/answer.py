@@ -178,7 +178,8 @@ class LlavaAnswerer:
 
         self.torch = torch
         self.processor = AutoProcessor.from_pretrained(path)
-        self.model = LlavaForConditionalGeneration.from_pretrained(path).to(device).eval()
+        model: Any = LlavaForConditionalGeneration.from_pretrained(path)  # its typed .to() refuses a str device
+        self.model = model.to(device).eval()
         self.device, self.max_new_tokens = device, max_new_tokens
         self.name = f"transformers:{path.name}"
 

@@ -29,7 +29,7 @@ line.  Every argument is a local folder; nothing is downloaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vital.errors import InputError
 from vital.tuning.model import is_original_layout, read_config
@@ -84,8 +84,8 @@ def _vision_folder(original: dict[str, Any], vision_tower: Path | None) -> Path:
         folder = vision_tower
     else:
         named = original.get("mm_vision_tower") or original.get("vision_tower")
-        folder = Path(str(named)).expanduser() if named else None
-        if folder is None or not folder.is_dir():
+        folder = Path(str(named or "")).expanduser()
+        if not named or not folder.is_dir():
             raise InputError(f"the checkpoint's vision tower {named!r} is not a local folder; pass --vision-tower "
                              "DIR, a local copy of that CLIP checkpoint (config, weights, preprocessor_config.json)",
                              field="--vision-tower")
@@ -139,22 +139,23 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, vision_tower: str | 
 
     text_class = MistralConfig if family == "llava_mistral" else LlamaConfig
     known = set(text_class().to_dict())
-    text_config = text_class(**{k: v for k, v in original.items() if k in known and k != "model_type"})
     vision_config = CLIPVisionConfig.from_pretrained(vision_dir)
-
     tokenizer = AutoTokenizer.from_pretrained(src)
     tokenizer.add_tokens(AddedToken(IMAGE_TOKEN, special=True, normalized=False), special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-    strategy = "default" if original.get("mm_vision_select_feature", "patch") == "patch" else "full"
-    patches = (vision_config.image_size // vision_config.patch_size) ** 2
+    vocabulary = tokenizer.get_vocab()
+    text_config = text_class(**{k: v for k, v in original.items() if k in known and k != "model_type"})
+    strategy: Literal["default", "full"] = (
+        "default" if original.get("mm_vision_select_feature", "patch") == "patch" else "full")
+    vision = vision_config.to_dict()
+    patches = (vision["image_size"] // vision["patch_size"]) ** 2
     config = LlavaConfig(
-        text_config=text_config.to_dict(), vision_config=vision_config.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        text_config=text_config.to_dict(), vision_config=vision,
+        image_token_index=vocabulary[IMAGE_TOKEN],
         vision_feature_layer=original.get("mm_vision_select_layer", -2),
         vision_feature_select_strategy=strategy, projector_hidden_act="gelu",
         image_seq_length=patches if strategy == "default" else patches + 1,
-        pad_token_id=tokenizer.pad_token_id,
     )
 
     state = {}
@@ -177,11 +178,13 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, vision_tower: str | 
         raise InputError(f"the weights do not fit a LLaVA of this config ({len(missing)} missing, "
                          f"{len(unexpected)} unexpected; first: {first})", field="SRC")
     model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=EMBEDDING_MULTIPLE)
+    model.config.get_text_config().pad_token_id = vocabulary[tokenizer.pad_token]  # a row exists only now
+    model.generation_config.pad_token_id = vocabulary[tokenizer.pad_token]
 
     image_processor = LlavaImageProcessor.from_pretrained(
         vision_dir, do_pad=original.get("image_aspect_ratio") == "pad")
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=vision_config.patch_size,
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=vision["patch_size"],
         vision_feature_select_strategy=strategy, num_additional_image_tokens=1,
         chat_template=chat_template(None, template or FAMILY_TEMPLATE[family]),
     )

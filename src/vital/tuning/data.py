@@ -112,12 +112,10 @@ def read_examples(
             count += 1
             reason = _record_problem(record)
             image = resolve_image(record.image, base)
-            if reason is None and (image is None or not image.is_file()):
-                reason = f"image not found: {image}"
-            if reason is not None:
-                rejected.append(Rejected(record.id, path, record.line, reason))
-            else:
+            if reason is None and image is not None and image.is_file():
                 examples.append(Example(record.id, path, record.line, image, record.turns))
+            else:
+                rejected.append(Rejected(record.id, path, record.line, reason or f"image not found: {image}"))
         files.append({"path": str(path.resolve()), "sha256": file_sha256(path), "records": count})
 
     # Decoding every distinct image once is the slow part of the check; PIL releases the GIL while it decodes.

@@ -122,7 +122,6 @@ def build_random_llava(
         image_seq_length=(image_size // patch_size) ** 2,
         vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy="default",
-        pad_token_id=ids["<pad>"],
     )
     cuda = [torch.device(device).index or 0] if device is not None and device.startswith("cuda") else []
     with torch.random.fork_rng(devices=cuda), torch.device(device or "cpu"):

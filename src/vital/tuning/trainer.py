@@ -42,7 +42,7 @@ class LlavaTrainer(Trainer):
         self.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        target = model if model is not None else self.model
+        target: Any = model if model is not None else self.model
         if hasattr(target, "peft_config"):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             return
