@@ -4,7 +4,10 @@
 duplicate inputs, looks each up in an :class:`EmbeddingCache`, encodes only the
 misses in batches (reporting to a :class:`vital.progress.Progress` if given)
 and stores them, so a second run over the same corpus encodes nothing.  The
-selector's features and sampling's image vectors go through it too.
+selector's features and sampling's image vectors go through it too.  The misses
+are encoded by an executor (:mod:`vital.executor`): in this process, or on Ray
+actors whose vectors come back here, where this process alone adds them to the
+cache.
 
 The cache is a folder per encoder: ``vectors.f32`` (rows of float32, appended,
 read through a memory map) and ``keys.txt`` (one content hash per row).  Rows
@@ -15,6 +18,7 @@ unreferenced rows, which the next open cuts off.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -26,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from vital.errors import InputError
+from vital.executor import Executor, LocalExecutor
 from vital.jsonl import torn_tail_length
-from vital.progress import Progress, or_silent
+from vital.progress import Progress
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 
@@ -119,6 +124,12 @@ class TextEncoder:
     def dim(self) -> int:
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(getter())
+
+    def recipe(self) -> Callable[[], TextEncoder]:
+        """Builds an encoder of the same model and settings that loads the model itself: what an
+        executor's worker gets (the name or folder travels, not the weights)."""
+        return functools.partial(TextEncoder, self.name, batch_size=self.batch_size, device=self.device,
+                                 max_seq_length=self.max_seq_length)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.model.encode(
@@ -233,6 +244,26 @@ class EmbeddingCache:
             self._read_new_keys()
 
 
+class EncoderFactory:
+    """What an executor's worker builds its encoder with: ``encode`` itself in this process, and elsewhere
+    (pickled to a Ray actor) ``rebuild().encode`` -- the model loaded there from its name or folder, not
+    its weights sent over; without ``rebuild``, ``encode`` travels pickled (fine for model-free encoders,
+    and right for fine-tuned ones, whose weights exist nowhere else)."""
+
+    def __init__(self, encode: Callable[[list[Any]], np.ndarray], rebuild: Callable[[], Any] | None = None) -> None:
+        self.encode: Callable[[list[Any]], np.ndarray] | None = encode
+        self.rebuild = rebuild
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"encode": None if self.rebuild is not None else self.encode, "rebuild": self.rebuild}
+
+    def __call__(self) -> Callable[[list[Any]], np.ndarray]:
+        if self.encode is not None:
+            return self.encode
+        assert self.rebuild is not None
+        return self.rebuild().encode
+
+
 def encode_cached(
     keys: Sequence[str],
     payloads: Sequence[Any],
@@ -243,11 +274,16 @@ def encode_cached(
     batch_size: int = 256,
     description: str = "embedding",
     progress: Progress | None = None,
+    executor: Executor | None = None,
+    rebuild: Callable[[], Any] | None = None,
 ) -> np.ndarray:
     """Vectors for ``payloads`` (aligned with them), encoding each distinct key at most once.
 
     ``keys[i]`` identifies ``payloads[i]``; equal keys are encoded once, and
-    keys found in ``cache`` are not encoded at all.
+    keys found in ``cache`` are not encoded at all.  The misses are encoded by
+    ``executor`` (default: in this process), whose workers build the encoder
+    with ``rebuild`` (see :class:`EncoderFactory`); their vectors are added to
+    ``cache`` here, batch by batch, as they arrive.
     """
     first_index: dict[str, int] = {}
     for index, key in enumerate(keys):
@@ -255,15 +291,16 @@ def encode_cached(
     missing = [key for key in first_index if cache is None or key not in cache]
     computed: dict[str, np.ndarray] = {}
     if missing:
-        with or_silent(progress).task(description, total=len(missing)) as task:
-            for start in range(0, len(missing), batch_size):
-                batch = missing[start : start + batch_size]
-                vectors = np.asarray(encode([payloads[first_index[k]] for k in batch]), dtype=np.float32)
-                if cache is not None:
-                    cache.add(batch, vectors)
-                else:
-                    computed.update(zip(batch, vectors, strict=True))
-                task.advance(len(batch))
+        batches = (executor or LocalExecutor()).map_batches(
+            EncoderFactory(encode, rebuild), [payloads[first_index[k]] for k in missing],
+            batch_size=batch_size, stage=description, progress=progress)
+        for positions, vectors in batches:
+            batch = [missing[position] for position in positions]
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if cache is not None:
+                cache.add(batch, vectors)
+            else:
+                computed.update(zip(batch, vectors, strict=True))
     out = np.empty((len(keys), dim), dtype=np.float32)
     if cache is not None:
         unique = list(first_index)
@@ -283,8 +320,12 @@ def embed_texts(
     cache_dir: str | Path | None = None,
     *,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> np.ndarray:
-    """Embeddings of ``texts`` (rows aligned), through the on-disk cache when ``cache_dir`` is given."""
+    """Embeddings of ``texts`` (rows aligned), through the on-disk cache when ``cache_dir`` is given.
+
+    With ``executor``, its workers load the same model (:meth:`TextEncoder.recipe`) and encode the misses.
+    """
     encoder = encoder or TextEncoder()
     name = getattr(encoder, "cache_name", encoder.name)
     cache = None
@@ -293,5 +334,6 @@ def embed_texts(
     dim = cache.dim if cache is not None else encoder.dim
     keys = [content_key(text) for text in texts]
     return encode_cached(
-        keys, texts, encoder.encode, dim, cache, description="embedding texts", progress=progress
+        keys, texts, encoder.encode, dim, cache, description="embedding texts", progress=progress,
+        executor=executor, rebuild=encoder.recipe() if hasattr(encoder, "recipe") else None,
     )
