@@ -13,6 +13,7 @@ once ``n >= clusters``.  The result depends only on the data and the seed.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from vital.embeddings import (
     file_content_keys,
 )
 from vital.errors import InputError
+from vital.executor import Executor, executor_setting, open_executor
 from vital.jsonl import atomic_writer, dumps
 from vital.progress import Progress
 from vital.records import Figure, FigureSource, portable_path, read_figures
@@ -59,6 +61,7 @@ class SampleConfig(StageConfig):
         None, "Also cluster on images: open_clip:local-dir:PATH (e.g. BiomedCLIP), open_clip:hf-hub:NAME, or "
         "descriptor (model-free pixel statistics).")
     cache_dir: Path | None = setting(None, "Embedding cache (default: $VITAL_CACHE_DIR, else ~/.cache/vital).")
+    executor: str = executor_setting()
 
     def validate(self) -> None:
         if self.n < 1:
@@ -79,8 +82,11 @@ class SampleResult:
     domain_picked: Counter = field(default_factory=Counter)
 
 
-def embed_images(paths: list[str | None], spec: str, cache_dir: Path, progress: Progress | None) -> np.ndarray:
-    """Image vectors (zeros where the image is missing or unreadable), each distinct file encoded once and cached."""
+def embed_images(
+    paths: list[str | None], spec: str, cache_dir: Path, progress: Progress | None, executor: Executor | None = None
+) -> np.ndarray:
+    """Image vectors (zeros where the image is missing or unreadable), each distinct file encoded once and cached
+    (by ``executor``'s workers, which build the encoder from ``spec``)."""
     from vital.selector.encoders import load_image_encoder
 
     encoder = load_image_encoder(spec)
@@ -98,6 +104,8 @@ def embed_images(paths: list[str | None], spec: str, cache_dir: Path, progress: 
             EmbeddingCache(cache_dir, encoder.name, encoder.dim),
             description="embedding images",
             progress=progress,
+            executor=executor,
+            rebuild=functools.partial(load_image_encoder, spec),
         )
     return np.nan_to_num(out, nan=0.0)  # encoders mark a file they cannot decode with NaN
 
@@ -176,10 +184,11 @@ def sample(
 
     cache = config.cache_dir or default_cache_dir()
     encoder = TextEncoder(config.text_encoder, max_seq_length=SAMPLE_MAX_TOKENS)
-    vectors = embed_texts(texts, encoder, cache, progress=progress)
-    del texts
-    if config.image_encoder:
-        vectors = np.hstack([vectors, embed_images(images, config.image_encoder, cache, progress)])
+    with open_executor(config.executor) as executor:
+        vectors = embed_texts(texts, encoder, cache, progress=progress, executor=executor)
+        del texts
+        if config.image_encoder:
+            vectors = np.hstack([vectors, embed_images(images, config.image_encoder, cache, progress, executor)])
     n_clusters = min(config.clusters, len(ids))
     labels = cluster(vectors, n_clusters, config.seed)
     chosen = round_robin(labels, primary_domain, min(config.n, len(ids)), config.seed)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from vital.cli.options import config_options
-from vital.selector.config import SelectorConfig
+from vital.selector.config import ScoreConfig, SelectorConfig
 
 Candidates = Annotated[Path, typer.Option("--candidates", help="Candidates JSONL.")]
 Figures = Annotated[
@@ -121,6 +121,7 @@ def register(app: typer.Typer) -> None:
             _print_metrics(selector.metrics, out)
 
     @group.command()
+    @config_options(ScoreConfig)
     def score(
         model_dir: Annotated[Path, typer.Argument(help="A folder written by 'vital selector train'.")],
         candidates: Candidates,
@@ -128,13 +129,15 @@ def register(app: typer.Typer) -> None:
         figures: Figures = None,
         cache_dir: CacheDir = None,
         json_output: Json = False,
+        *,
+        config: ScoreConfig,
     ) -> None:
         """Score every candidate with a trained selector."""
         from dataclasses import asdict
 
         from vital.selector import Selector
 
-        result = Selector.load(model_dir, cache_dir=cache_dir).write_scores(
+        result = Selector.load(model_dir, cache_dir=cache_dir, executor=config.executor).write_scores(
             candidates, figures, out, progress=_progress(json_output)
         )
         if json_output:
@@ -145,7 +148,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {result.scored} scores to {result.out}{note}")
 
     @group.command()
-    @config_options(SelectorConfig, exclude=("human_weight", "finetune_encoder"))
+    @config_options(SelectorConfig, exclude=("human_weight", "finetune_encoder", "executor"))
     def sweep(
         candidates: Candidates,
         out: Annotated[Path, typer.Option("--out", help="Folder: one selector per weight, sweep.json, sweep.png.")],

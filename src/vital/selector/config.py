@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from vital.config import StageConfig, setting
 from vital.errors import InputError
+from vital.executor import executor_setting
 
 LAYOUTS = ("split", "joint")
 MODEL_PAIR_MODES = ("within", "across", "both", "none")
@@ -59,6 +60,7 @@ class SelectorConfig(StageConfig):
         False, "Train the encoders too (slow: features are recomputed every step).", panel=TRAINING)
     seed: int = setting(0, "Seed of pair sampling, the held-out split, the head's initial weights, batch order "
                         "and dropout.", panel=TRAINING)
+    executor: str = executor_setting()
 
     def validate(self) -> None:
         checks = [
@@ -79,3 +81,10 @@ class SelectorConfig(StageConfig):
         for ok, name, problem in checks:
             if not ok:
                 raise InputError(problem, field=name)
+
+
+@dataclass
+class ScoreConfig(StageConfig):
+    """How ``vital selector score`` runs; what it computes is the trained selector's."""
+
+    executor: str = executor_setting()

@@ -20,12 +20,14 @@ a long caption, and because each caption is then encoded once per figure.
 Every distinct input (image bytes, text) is encoded once per encoder through
 :func:`vital.embeddings.encode_cached`, whose memory-mapped cache lives in
 ``cache_dir``: a second training run, a sweep or a scoring run re-encodes
-nothing.
+nothing.  Given an executor (:mod:`vital.executor`), the inputs the cache lacks
+are encoded by its workers (Ray actors), and this process adds their vectors to
+the cache; the features are the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import numpy as np
 
 from vital.conversation import conversation_text
 from vital.embeddings import EmbeddingCache, content_key, encode_cached, file_content_keys
+from vital.executor import Executor
 from vital.progress import Progress
 from vital.records import Candidate, Figure
 from vital.selector.encoders import Encoder
@@ -164,13 +167,16 @@ class Featurizer:
 
     ``cache_dir`` holds the memory-mapped vectors (``None``: nothing is kept
     on disk).  :meth:`transform` works on any subset of candidates, so it can
-    run per batch.
+    run per batch.  ``rebuild`` maps ``"text"`` / ``"image"`` to how an
+    executor's worker builds that encoder (e.g. from its spec); an encoder
+    without one, or a fine-tuned one, is sent to the workers pickled.
     """
 
     text_encoder: Encoder
     image_encoder: Encoder | None
     layout: str = "split"
     cache_dir: Path | None = None
+    rebuild: Mapping[str, Callable[[], Encoder]] = field(default_factory=dict)
 
     def cache(self, encoder: Encoder) -> EmbeddingCache | None:
         """The on-disk vectors of ``encoder`` (``None`` without a ``cache_dir``)."""
@@ -194,9 +200,11 @@ class Featurizer:
         return blocks
 
     def transform(
-        self, candidates: Sequence[Candidate], figures: Mapping[str, Figure], *, progress: Progress | None = None
+        self, candidates: Sequence[Candidate], figures: Mapping[str, Figure], *, progress: Progress | None = None,
+        executor: Executor | None = None,
     ) -> FeatureSet:
-        """Features of ``candidates``: each distinct input encoded once, ever (through the cache)."""
+        """Features of ``candidates``: each distinct input encoded once, ever (through the cache), by
+        ``executor``'s workers (default: in this process)."""
         blocks: list[FeatureBlock] = []
         encoded: dict[str, int] = {}
         missing = unreadable = 0
@@ -208,8 +216,11 @@ class Featurizer:
             else:
                 cache = self.cache(encoder)
                 encoded[inputs.name] = sum(1 for key in inputs.keys if cache is None or key not in cache)
+                role = "image" if inputs.name == "image" else "text"
+                rebuild = None if getattr(encoder, "tuned_from", None) else self.rebuild.get(role)
                 vectors = encode_cached(inputs.keys, inputs.payloads, encoder.encode, encoder.dim, cache,
-                                        description=f"encoding {inputs.name}s", progress=progress)
+                                        description=f"encoding {inputs.name}s", progress=progress,
+                                        executor=executor, rebuild=rebuild)
             block = FeatureBlock(inputs.name, encoder, inputs.payloads, vectors, inputs.rows)
             if inputs.name == "image":
                 missing = int((block.rows < 0).sum())

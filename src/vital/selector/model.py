@@ -37,6 +37,7 @@ torch are neither seeded nor drawn from.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import time
@@ -51,9 +52,10 @@ import numpy as np
 
 from vital import __version__
 from vital.errors import InputError
+from vital.executor import open_executor
 from vital.jsonl import refuse_input_as_output, write_json_atomic, write_jsonl_atomic
 from vital.progress import Progress, or_silent
-from vital.records import CandidateSource, FigureSource, PreferenceSource, Score, ScoreSource
+from vital.records import Candidate, CandidateSource, Figure, FigureSource, PreferenceSource, Score, ScoreSource
 from vital.selector import inputs
 from vital.selector.config import SelectorConfig
 from vital.selector.encoders import Encoder, load_image_encoder, load_text_encoder
@@ -200,7 +202,12 @@ class Selector:
         if self._featurizer is None:
             text = self._text_encoder or load_text_encoder(self.config.text_encoder)
             image = self._image_encoder or load_image_encoder(self.config.image_encoder)
-            self._featurizer = Featurizer(text, image, self.config.text_layout, self.cache_dir)
+            rebuild: dict[str, Any] = {}  # an executor's workers load the encoders from their specs
+            if self._text_encoder is None:
+                rebuild["text"] = functools.partial(load_text_encoder, self.config.text_encoder)
+            if self._image_encoder is None:
+                rebuild["image"] = functools.partial(load_image_encoder, self.config.image_encoder)
+            self._featurizer = Featurizer(text, image, self.config.text_layout, self.cache_dir, rebuild)
         return self._featurizer
 
     def features(
@@ -208,7 +215,13 @@ class Selector:
     ) -> FeatureSet:
         """Features of ``candidates`` (each distinct image and text encoded once, ever, through the cache)."""
         index = inputs.figures(figures)
-        return self.featurizer.transform(inputs.candidates(candidates, index), index, progress=progress)
+        return self._transform(inputs.candidates(candidates, index), index, progress)
+
+    def _transform(self, candidates: Sequence[Candidate], index: Mapping[str, Figure],
+                   progress: Progress | None) -> FeatureSet:
+        """Features through the cache, the misses encoded on ``config.executor`` (started for this call)."""
+        with open_executor(self.config.executor) as executor:
+            return self.featurizer.transform(candidates, index, progress=progress, executor=executor)
 
     def _trainable(self) -> dict[str, Encoder]:
         """Blocks whose encoder has torch weights, when ``finetune_encoder`` is on."""
@@ -288,7 +301,7 @@ class Selector:
         judged = inputs.judge_scores(scores)
         preference_list = inputs.preferences(preferences)
         if features is None:
-            features = self.featurizer.transform(candidate_list, index, progress=progress)
+            features = self._transform(candidate_list, index, progress)
         pairs = training_pairs(features.candidate_ids, features.figure_ids, self.config,
                                preferences=preference_list, scores=judged)
         if len(pairs.train) == 0:
@@ -493,7 +506,7 @@ class Selector:
         refuse_input_as_output(out, *(s for s in (candidates, figures) if inputs.is_path(s)))  # type: ignore
         index = inputs.figures(figures)
         candidate_list = inputs.candidates(candidates, index)
-        features = self.featurizer.transform(candidate_list, index, progress=progress)
+        features = self._transform(candidate_list, index, progress)
         values = self.predict(candidate_list, features=features)
         judge = judge or (f"selector:{self.directory.name}" if self.directory else "selector")
         records = (
@@ -567,9 +580,11 @@ class Selector:
         text_encoder: Encoder | None = None,
         image_encoder: Encoder | None = None,
         cache_dir: str | Path | None = None,
+        executor: str = "local",
     ) -> Selector:
         """A fitted selector from :meth:`save`'s folder (encoders rebuilt from their specs unless given);
-        an encoder other than the one it was trained with is refused."""
+        an encoder other than the one it was trained with is refused.  ``executor`` is where its encoders
+        run now (see :mod:`vital.executor`), whatever the training used."""
         import torch
 
         directory = Path(directory)
@@ -580,8 +595,8 @@ class Selector:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON ({exc})", path=manifest_path) from None
-        known = {f.name for f in fields(SelectorConfig)}
-        config = SelectorConfig(**{k: v for k, v in manifest["config"].items() if k in known})
+        known = {f.name for f in fields(SelectorConfig)} - {"executor"}
+        config = SelectorConfig(**{k: v for k, v in manifest["config"].items() if k in known}, executor=executor)
         selector = cls(config, text_encoder=text_encoder, image_encoder=image_encoder, cache_dir=cache_dir)
         featurizer = selector.featurizer
         selector.tuned_id = manifest.get("tuned_id")
