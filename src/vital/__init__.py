@@ -37,8 +37,7 @@ example per stage.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vital.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -77,6 +76,7 @@ _API = {
     "sweep_human_weight": "vital.selector",
     "tune": "vital.tuning",
     "TuneConfig": "vital.tuning",
+    "TuneResult": "vital.tuning",
     "convert_checkpoint": "vital.tuning",
     "eval_answer": "vital.evaluate",
     "AnswerConfig": "vital.evaluate",
@@ -87,23 +87,15 @@ _API = {
     "eval_chat": "vital.evaluate",
     "ChatConfig": "vital.evaluate",
     "eval_chat_summary": "vital.evaluate",
+    "ChatSummaryConfig": "vital.evaluate",
     "eval_winrate": "vital.evaluate",
     "WinrateConfig": "vital.evaluate",
     "eval_report": "vital.evaluate",
+    "ReportConfig": "vital.evaluate",
     "init": "vital.pipeline",
     "run": "vital.pipeline",
 }
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vital' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+__getattr__, __dir__ = lazy_attributes(__name__, _API)

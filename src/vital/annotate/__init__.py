@@ -24,8 +24,7 @@ needs the ``web`` extra (FastAPI, uvicorn, Jinja2), and the settings
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vital.lazy import lazy_attributes
 
 _API = {
     "ServeConfig": "vital.annotate.config",
@@ -55,14 +54,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vital.annotate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+__getattr__, __dir__ = lazy_attributes(__name__, _API)

@@ -14,8 +14,7 @@ line does at start-up) imports no numpy or torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vital.lazy import lazy_attributes
 
 _NAMES = {
     "SelectorConfig": "vital.selector.config",
@@ -31,14 +30,4 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str) -> Any:
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vital.selector' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_NAMES])
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -19,9 +19,7 @@ Importing this package is light; torch and transformers load when a function run
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from vital.lazy import lazy_attributes
 from vital.tuning.config import METHODS, TuneConfig, TuneResult
 
 # name -> module that defines it, loaded on first use
@@ -33,8 +31,4 @@ _LAZY = {
 __all__ = ["METHODS", "TuneConfig", "TuneResult", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vital.tuning' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
