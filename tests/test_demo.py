@@ -1,33 +1,29 @@
-"""The demo runs every stage offline on a temporary workspace."""
+"""The demo corpus: real images from PyPI packages, our captions, questions about them (the round: test_pipeline)."""
 
 import json
 
-from vital.demo import run_demo
-from vital.jsonl import iter_json_lines
-from vital.records import Figure
+from vital.demo.corpus import FIGURES, build_corpus, write_questions
+from vital.figures import ImportConfig, import_figures
+from vital.records import read_figures
 
 
-def test_demo_runs_offline_end_to_end(tmp_path):
-    workspace = run_demo(tmp_path / "ws")
-    figures = [Figure.model_validate(obj) for _, obj in iter_json_lines(workspace.figures)]
-    assert 12 <= len(figures) <= 20
-    assert all((workspace.root / f.image).is_file() for f in figures)
-    assert {d for f in figures for d in f.domains} >= {"ct_scan", "mri", "histology"}
-    sample = [obj for _, obj in iter_json_lines(workspace.sample)]
-    assert sample and all("cluster" in r for r in sample)
-    demos = [Figure.model_validate(obj) for _, obj in iter_json_lines(workspace.demos)]
-    assert demos and all(d.conversations for d in demos)
-    candidates = [obj for _, obj in iter_json_lines(workspace.candidates)]
-    assert len(candidates) >= 2 * len(figures)
-    assert sum(1 for _ in iter_json_lines(workspace.scores)) == len(candidates)
-    assert (workspace.root / "annotations.db").is_file()
-    assert (workspace.root / "selector" / "metrics.json").is_file()
-    selected = json.loads((workspace.root / "selected.json").read_text())
-    assert 0 < len(selected) < len(candidates)
-    for record in selected:
-        turns = record["conversations"]
-        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
-        assert sum(t["value"].count("<image>") for t in turns) == 1
-        assert turns[0]["value"].startswith("<image>")
-        assert (workspace.root / record["image"]).is_file()
-    assert (workspace.root / "eval-report" / "report.md").is_file()
+def test_the_demo_corpus_imports_with_every_image(tmp_path):
+    corpus, demonstrations = build_corpus(tmp_path)
+    result = import_figures(corpus, tmp_path / "figures.jsonl", ImportConfig(require_images=True))
+    assert result.figures == len(FIGURES) == result.images_found
+    assert {"ct_scan", "mri", "histology"} <= set(result.per_domain)
+    demos = import_figures(demonstrations, tmp_path / "demos.jsonl", ImportConfig(require_images=True))
+    assert demos.demonstrations == demos.figures > 0 and not demos.invalid_demonstrations
+    figures = list(read_figures(tmp_path / "figures.jsonl"))
+    assert any(f.image.endswith(".dcm") for f in figures)
+
+
+def test_questions_ask_each_figure_its_modality_open_and_closed(tmp_path):
+    corpus, _ = build_corpus(tmp_path)
+    questions = json.loads(write_questions(corpus, tmp_path / "q.json").read_text())
+    by_id = {q["id"]: q for q in questions}
+    assert by_id["ct-thorax-soft/kind"]["conversations"][1]["value"] == "computed tomography (CT) image"
+    closed = [q for q in questions if q["answer_type"] == "CLOSED"]
+    answers = [q["conversations"][1]["value"] for q in closed]
+    assert set(answers) == {"yes", "no"} and abs(answers.count("yes") - answers.count("no")) <= 1
+    assert all((tmp_path / q["image"]).is_file() for q in questions)

@@ -103,9 +103,17 @@ class Section:
     def get(self, cls: type[Any]) -> Any:
         return self.configs[cls]
 
-    def fingerprint_settings(self) -> dict[str, Any]:
-        """The settings that change what the stage produces (not concurrency, timeouts and the like)."""
-        return {cls.__name__: config.to_dict(output_only=True) for cls, config in self.configs.items()}
+    def fingerprint_settings(self, root: Path) -> dict[str, Any]:
+        """The settings that change what the stage produces (not concurrency, timeouts and the like), with
+        paths below ``root`` (the round's folder) relative to it, so that a moved round is still up to date."""
+
+        def relative(value: Any) -> Any:
+            if isinstance(value, str) and value.startswith(str(root) + "/"):
+                return value[len(str(root)) + 1 :]
+            return [relative(v) for v in value] if isinstance(value, list) else value
+
+        return {cls.__name__: {key: relative(value) for key, value in config.to_dict(output_only=True).items()}
+                for cls, config in self.configs.items()}
 
 
 @dataclass

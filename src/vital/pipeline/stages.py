@@ -86,7 +86,7 @@ class Stage:
         return "switched off (enabled = false)" if section in round_.sections else f"no [{section}] section"
 
     def settings(self, context: Context) -> dict[str, Any]:
-        return context.round[self.section or self.name].fingerprint_settings()
+        return context.round[self.section or self.name].fingerprint_settings(context.dir)
 
     def inputs(self, context: Context) -> list[Path]:
         return []
