@@ -52,7 +52,7 @@ def _option(spec: dataclasses.Field, annotation: Any) -> inspect.Parameter:
         default = spec.default_factory()  # type: ignore[misc]
     else:
         default = ...
-    if bare == [bool] and default is True:
+    if bare == [bool] and (default is True or default is None):  # on by default, or tri-state (None: automatic)
         names = [f"{flag(spec.name)}/--no-{spec.name.replace('_', '-')}"]
     info = typer.Option(*names, help=_help(spec), rich_help_panel=spec.metadata.get("panel"),
                         show_default=default is not ... and default is not None and default != [])

@@ -3,7 +3,6 @@ original LLaVA / LLaVA-Med checkpoints to the llava-hf layout."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,6 @@ from typer.core import TyperGroup
 from vital.cli.options import config_options
 from vital.tuning.config import TuneConfig
 from vital.tuning.template import TEMPLATE_NAMES
-
-# config_options gives a bool flag a --no- form only when it defaults to True; bf16 is tri-state (None: on with
-# CUDA), so the command declares --bf16/--no-bf16 itself, with the field's help.
-_BF16_HELP = next(spec.metadata["help"] for spec in dataclasses.fields(TuneConfig) if spec.name == "bf16")
 
 
 class _TuneGroup(TyperGroup):
@@ -77,7 +72,7 @@ def register(app: typer.Typer) -> None:
     )
 
     @tune_app.command("train", hidden=True)
-    @config_options(TuneConfig, exclude=("bf16",))
+    @config_options(TuneConfig)
     def train(
         data: list[Path] | None = typer.Argument(
             None, help="LLaVA-format JSON or JSONL (as vital select writes it); several files are merged."),
@@ -87,8 +82,6 @@ def register(app: typer.Typer) -> None:
                                  "loss.png, failures.jsonl, checkpoints/. Rerun the same command to resume."),
         more_data: list[Path] = typer.Option([], "--data", help="One more DATA file (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object and nothing else."),
-        bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", help=_BF16_HELP, rich_help_panel="Run",
-                                         show_default=False),
         *,
         config: TuneConfig,
     ) -> None:
@@ -105,7 +98,6 @@ def register(app: typer.Typer) -> None:
         from vital.jsonl import json_safe
         from vital.tuning import tune
 
-        config = dataclasses.replace(config, bf16=bf16)
         files = [*(data or []), *more_data]
         if not files:
             raise InputError("give at least one DATA file", field="DATA")
