@@ -1,8 +1,9 @@
 """vital: clinician-aligned biomedical visual instruction-tuning data (BioMed-VITAL), as a Python API.
 
 One entry point per pipeline stage, each configured by one dataclass (the
-same one that makes the stage's command-line flags), each returning a result
-object and printing nothing (pass ``progress=`` to see progress)::
+same one that makes the stage's command-line flags and its ``vital.toml``
+section), each returning a result object and printing nothing (pass
+``progress=`` to see progress)::
 
     import vital
 
@@ -14,25 +15,30 @@ object and printing nothing (pass ``progress=`` to see progress)::
         "candidates.jsonl", "figures.jsonl", scores="scores.jsonl", preferences="preferences.jsonl")
     selector.write_scores("candidates.jsonl", "figures.jsonl", "selector-scores.jsonl")
     vital.select("candidates.jsonl", "selector-scores.jsonl", "selected.json", vital.SelectConfig(top_fraction=0.4))
-    vital.eval_vqa("vqa-rad/test.json", "answers.jsonl")
+    vital.tune("selected.json", "llava-med-hf/", "tuned/", vital.TuneConfig(method="lora"))
+    vital.eval_compare("vqa-rad/test.json", "answers-base.jsonl", "answers-tuned.jsonl")
+    vital.run(vital.init("round1"))                 # all of it, from one vital.toml
 
 Stages (``vital <command>`` on the command line):
 
-=====================  ========================  =============================================
-``import_figures``     ``vital figures import``   corpora -> figure records
-``sample``             ``vital sample``           a diverse sample for clinicians
-``generate``           ``vital generate``         candidate conversations (VLM or offline)
-``judge``              ``vital judge``            model preference: rubric scores or pairs
-``Selector``           ``vital selector``         the preference-distilled rating function
-``select``             ``vital select``           top data, exported in LLaVA format
-``import_candidates``  ``vital candidates import``  LLaVA-format data -> candidates
-``eval_*``             ``vital eval ...``         answer, vqa, chat, chat_summary, winrate, report
-=====================  ========================  =============================================
+=======================  ==========================  ==============================================
+``import_figures``       ``vital figures import``    corpora -> figure records
+``sample``               ``vital sample``            a diverse sample for clinicians
+``generate``             ``vital generate``          candidate conversations (VLM or offline)
+``judge``                ``vital judge``             model preference: rubric scores or pairs
+``load_corpus`` ...      ``vital annotate``          clinician preference in a browser
+``Selector``             ``vital selector``          the preference-distilled rating function
+``select``               ``vital select``            top data, exported in LLaVA format
+``import_candidates``    ``vital candidates import``  LLaVA-format data -> candidates
+``tune``                 ``vital tune``              LLaVA-style instruction tuning (full, LoRA)
+``eval_*``               ``vital eval ...``          answer, vqa, compare, chat, chat_summary, winrate
+``init``, ``run``        ``vital init``, ``run``     a whole round from one config, skipping what is done
+=======================  ==========================  ==============================================
 
 Records and readers: :mod:`vital.records`; conversations and LLaVA files:
-:mod:`vital.conversation`; configs: :mod:`vital.config`.  Importing
-``vital`` is light: each name is loaded on first use.  docs/api.md has an
-example per stage.
+:mod:`vital.conversation`; configs: :mod:`vital.config`; progress:
+:mod:`vital.progress`.  Importing ``vital`` is light: each name's module is
+loaded on first use.  docs/api.md has an example per stage.
 """
 
 from __future__ import annotations
