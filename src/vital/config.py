@@ -124,8 +124,8 @@ class StageConfig:
         try:
             return cls(**kwargs)
         except InputError as exc:
-            path, line, name = locate(exc.field) if exc.field in known else (None, None, exc.field)
-            raise InputError(exc.problem, path=path, line=line, field=name) from None
+            path, line, field = locate(exc.field) if exc.field in known else (None, None, exc.field)
+            raise InputError(exc.problem, path=path, line=line, field=field) from None
         except TypeError as exc:  # a required setting left out
             missing = next((s.name for s in known.values() if s.name not in kwargs and _required(s)), None)
             path, line, name = locate(missing or "")
@@ -141,7 +141,7 @@ class StageConfig:
 
 
 def _required(spec: dataclasses.Field) -> bool:
-    return spec.default is _MISSING and spec.default_factory is _MISSING  # type: ignore[misc]
+    return spec.default is _MISSING and spec.default_factory is _MISSING
 
 
 def _plain(value: Any) -> Any:

@@ -48,8 +48,8 @@ def _option(spec: dataclasses.Field, annotation: Any) -> inspect.Parameter:
     default: Any
     if spec.default is not dataclasses.MISSING:
         default = spec.default
-    elif spec.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        default = spec.default_factory()  # type: ignore[misc]
+    elif spec.default_factory is not dataclasses.MISSING:
+        default = spec.default_factory()
     else:
         default = ...
     if bare == [bool] and (default is True or default is None):  # on by default, or tri-state (None: automatic)

@@ -32,7 +32,7 @@ class _RichTask:
         self._progress, self._task = progress, task
 
     def advance(self, steps: int = 1, *, status: str | None = None) -> None:
-        fields = {} if status is None else {"status": status}
+        fields: dict[str, Any] = {} if status is None else {"status": status}
         self._progress.update(self._task, advance=steps, **fields)
 
     def update(self, *, title: str | None = None, total: int | None = None, status: str | None = None) -> None:
@@ -85,7 +85,10 @@ class RichProgress:
         finally:
             self._depth -= 1
             if self._depth == 0:
-                board.stop()
+                if board.live.transient:
+                    board.live.stop()  # Progress.stop would add an empty line to a stderr that is not a terminal
+                else:
+                    board.stop()
                 self._board = None
 
     @contextmanager

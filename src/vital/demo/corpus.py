@@ -232,14 +232,22 @@ def _mni_slices(folder: Path) -> None:
     _save_png(np.rot90(grey[:, :, z + 12]), folder / "mni152_grey_matter.png")
 
 
-def _pydicom_files(folder: Path) -> None:
+def _pydicom_test_file(name: str) -> Path:
+    """A file of the test data installed with pydicom (never downloaded)."""
     from pydicom.data import get_testdata_file
 
+    found = get_testdata_file(name, download=False)
+    if not isinstance(found, str):
+        raise FileNotFoundError(f"pydicom's installed test data has no {name}")
+    return Path(found)
+
+
+def _pydicom_files(folder: Path) -> None:
     from vital.figures.images import load_image
 
-    ct = Path(get_testdata_file("CT_small.dcm", download=False))
+    ct = _pydicom_test_file("CT_small.dcm")
     shutil.copyfile(ct, folder / "ct_thorax.dcm")
-    shutil.copyfile(Path(get_testdata_file("MR_small.dcm", download=False)), folder / "mr_small.dcm")
+    shutil.copyfile(_pydicom_test_file("MR_small.dcm"), folder / "mr_small.dcm")
     load_image(ct, window=(400.0, 1500.0)).save(folder / "ct_thorax_bone_window.png")
 
 

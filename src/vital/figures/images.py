@@ -9,6 +9,7 @@ MONOCHROME1 images are inverted so that bone is bright.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -31,7 +32,8 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def _first(value: object) -> float | None:
+def _first(value: Any) -> float | None:
+    """A DICOM tag's number (the first of a multi-valued tag); ``None`` when absent or not a number."""
     if value is None:
         return None
     try:

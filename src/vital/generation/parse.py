@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from vital.conversation import ConversationError, with_image_token
 from vital.llm import ReplyError
 from vital.records import Turn
+
+Speaker = Literal["human", "gpt"]
+"""A turn's speaker, as :class:`vital.records.Turn` spells it."""
 
 _HUMAN = {"user", "human", "question", "q", "patient", "student"}
 _GPT = {"assistant", "gpt", "ai", "answer", "a", "model", "expert", "doctor"}
@@ -48,7 +51,7 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*\n(.*?)```", re.DOTALL)
 _JSON_LIST_KEYS = ("conversations", "conversation", "turns", "dialogue", "dialog", "qa", "messages")
 
 
-def _role(value: Any) -> str | None:
+def _role(value: Any) -> Speaker | None:
     word = str(value).strip().lower()
     return "human" if word in _HUMAN else "gpt" if word in _GPT else None
 
@@ -76,7 +79,7 @@ def _json_candidate(text: str) -> Any:
         return None
 
 
-def _turns_from_json(data: Any) -> list[tuple[str, str]] | None:
+def _turns_from_json(data: Any) -> list[tuple[Speaker, str]] | None:
     if isinstance(data, dict):
         for key in _JSON_LIST_KEYS:
             if isinstance(data.get(key), list):
@@ -84,7 +87,7 @@ def _turns_from_json(data: Any) -> list[tuple[str, str]] | None:
         return None
     if not isinstance(data, list) or not data or not all(isinstance(item, dict) for item in data):
         return None
-    turns: list[tuple[str, str]] = []
+    turns: list[tuple[Speaker, str]] = []
     for item in data:
         lowered = {str(k).lower(): v for k, v in item.items()}
         question = lowered.get("question", lowered.get("q"))
@@ -104,7 +107,7 @@ def _turns_from_json(data: Any) -> list[tuple[str, str]] | None:
 
 # --- labelled lines -----------------------------------------------------------------------------
 
-def _label(line: str) -> tuple[str, str] | None:
+def _label(line: str) -> tuple[Speaker, str] | None:
     """``(speaker, rest of line)`` when ``line`` starts a turn."""
     match = _LABEL.match(line)
     if not match:
@@ -119,8 +122,8 @@ def _label(line: str) -> tuple[str, str] | None:
     return speaker, match.group("rest")
 
 
-def _turns_from_labels(text: str) -> list[tuple[str, str]]:
-    turns: list[tuple[str, list[str]]] = []
+def _turns_from_labels(text: str) -> list[tuple[Speaker, str]]:
+    turns: list[tuple[Speaker, list[str]]] = []
     for line in text.splitlines():
         if _RULE.match(line):
             continue
@@ -132,8 +135,8 @@ def _turns_from_labels(text: str) -> list[tuple[str, str]]:
     return [(speaker, "\n".join(lines)) for speaker, lines in turns]
 
 
-def _turns_from_numbered_questions(text: str) -> list[tuple[str, str]]:
-    turns: list[tuple[str, list[str]]] = []
+def _turns_from_numbered_questions(text: str) -> list[tuple[Speaker, str]]:
+    turns: list[tuple[Speaker, list[str]]] = []
     for line in text.splitlines():
         match = _NUMBERED_QUESTION.match(line)
         if match:
@@ -145,7 +148,7 @@ def _turns_from_numbered_questions(text: str) -> list[tuple[str, str]]:
 
 # --- the entry point ----------------------------------------------------------------------------
 
-def _validate(raw_turns: list[tuple[str, str]]) -> list[Turn]:
+def _validate(raw_turns: list[tuple[Speaker, str]]) -> list[Turn]:
     # unvalidated Turns, so that an empty turn is reported by the turn rules (a Turn refuses blank text)
     turns = [Turn.model_construct(speaker=speaker, value=_clean(value)) for speaker, value in raw_turns]
     if not any(turn.speaker == "human" for turn in turns):

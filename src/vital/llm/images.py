@@ -83,7 +83,7 @@ def _encode(file: Path, max_side: int | None) -> str:
     if kind in _PASS_THROUGH and not _needs_resize(size, max_side):
         return f"data:{_PASS_THROUGH[kind]};base64,{base64.b64encode(file.read_bytes()).decode('ascii')}"
     image = load_image(file)
-    if _needs_resize(image.size, max_side):
+    if max_side is not None and _needs_resize(image.size, max_side):
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     if kind == "JPEG":

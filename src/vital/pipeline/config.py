@@ -203,6 +203,7 @@ def load_round(path: str | Path) -> Round:
             mine = {key: value for key, value in values.items() if cls in owners[key]}
             configs[cls] = cls.from_mapping(mine, base=base, where=where)
         switch = configs.pop(Switch)
+        assert isinstance(switch, Switch)  # from_mapping builds an instance of the class it is called on
         sections[spec.name] = Section(spec.name, switch.enabled, configs, values)
     if "figures" not in data:
         raise InputError("a round needs a [figures] section with src = the corpus to import", path=path)

@@ -236,6 +236,11 @@ def _domain(domains: list[str]) -> str:
     return domains[0] if domains else NO_DOMAIN
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else ``{}`` (a field missing from a file, or of another shape)."""
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass
 class FigureSummary:
     count: int = 0
@@ -299,7 +304,7 @@ class RoundFiles:
             self.run_problem = f"run.json is not valid JSON ({exc})"
             warn(f"{path}: not valid JSON ({exc}); the report has no run summary")
             return {}
-        return data if isinstance(data, dict) else {}
+        return _as_dict(data)
 
     @property
     def last_finished(self) -> str | None:
@@ -313,7 +318,7 @@ class RoundFiles:
     def stage(self, name: str) -> dict[str, Any]:
         stages = self.run.get("stages")
         entry = stages.get(name) if isinstance(stages, dict) else None
-        return entry if isinstance(entry, dict) else {}
+        return _as_dict(entry)
 
     @cached_property
     def settings(self) -> dict[str, Any]:
@@ -372,7 +377,7 @@ class RoundFiles:
         for record in self.records("candidates.jsonl"):
             summary.count += 1
             summary.figure_of[str(record.get("id"))] = str(record.get("figure_id"))
-            generator = record.get("generator") if isinstance(record.get("generator"), dict) else {}
+            generator = _as_dict(record.get("generator"))
             key = (str(generator.get("backend", "?")), str(generator.get("model", "?")))
             totals = summary.by_generator.setdefault(key, UsageTotals())
             totals.candidates += 1
@@ -550,9 +555,11 @@ def summary_section(round_: RoundFiles, plots: Plots) -> Section:
         section.absent = (f"{round_.run_problem or 'Not in this folder: run.json (vital run writes it)'}. "
                           "The sections below show the files found.")
         return section
-    rows, statuses, versions = [], Counter(), {}
+    rows: list[list[Cell]] = []
+    statuses: Counter[str] = Counter()
+    versions: dict[str, Any] = {}
     for name, entry in stages.items():  # run.json lists the stages in the order they first ran: pipeline order
-        entry = entry if isinstance(entry, dict) else {}
+        entry = _as_dict(entry)
         status = str(entry.get("status", "?"))
         statuses[status] += 1
         versions = entry.get("versions") or versions
@@ -584,7 +591,8 @@ def corpus_section(round_: RoundFiles, plots: Plots) -> Section:
         return section
     figures = round_.figures
     section.files.append(round_.state("figures.jsonl", f"{figures.count:,} figures"))
-    demos, demonstrations = Counter(), 0
+    demos: Counter[str] = Counter()
+    demonstrations = 0
     if round_.exists("demos.jsonl"):
         for record in round_.records("demos.jsonl"):
             demonstrations += 1
@@ -612,7 +620,9 @@ def sample_section(round_: RoundFiles, plots: Plots) -> Section:
     section = _section(round_, "sample", "Sample", "Figures sampled for clinicians: coverage of clusters and domains.")
     if _nothing_to_show(section, round_, "sample.jsonl"):
         return section
-    clusters, domains, count = Counter(), Counter(), 0
+    clusters: Counter[str] = Counter()
+    domains: Counter[str] = Counter()
+    count = 0
     for record in round_.records("sample.jsonl"):
         count += 1
         clusters[str(record.get("cluster", "?"))] += 1
@@ -748,8 +758,9 @@ def _audit_facts(section: Section, audit: Path) -> None:
     section.files.append(FileState(audit.name, True, f"API calls: {calls}"))
     section.facts.append(("API calls", _int(sum(statuses.values()))))
     costs = [_cost(model, prompt, completion) for model, (prompt, completion) in tokens.items()]
-    if costs and None not in costs:
-        section.facts.append(("spent, every attempt (est.)", f"${sum(costs):,.2f}"))
+    priced = [cost for cost in costs if cost is not None]
+    if priced and len(priced) == len(costs):  # a model without a known price leaves the total unknown
+        section.facts.append(("spent, every attempt (est.)", f"${sum(priced):,.2f}"))
 
 
 def judge_section(round_: RoundFiles, plots: Plots) -> Section:
@@ -903,7 +914,7 @@ def _selector_metrics(section: Section, metrics: dict[str, Any]) -> None:
     source = metrics.get("held_out_source")
     pairs = metrics.get("pairs") or {}
     section.facts += [("held-out pairs", _int(held.get("pairs", pairs.get("held_out", 0)))),
-                      ("held out from", {"human": "clinicians", "model": "the judge"}.get(source, str(source))),
+                      ("held out from", {"human": "clinicians", "model": "the judge"}.get(str(source), str(source))),
                       ("clinician pairs (train)", _int(pairs.get("human_train", 0))),
                       ("judge pairs", _int(pairs.get("model_pairs", 0)))]
     if isinstance(metrics.get("epochs_run"), int):
@@ -1042,7 +1053,7 @@ def tune_section(round_: RoundFiles, plots: Plots) -> Section:
     if _nothing_to_show(section, round_, "tuned/tune.json", "tuned/log.jsonl"):
         return section
     summary = round_.json("tuned/tune.json") if round_.exists("tuned/tune.json") else {}
-    summary = summary if isinstance(summary, dict) else {}
+    summary = _as_dict(summary)
     section.files.append(round_.state("tuned/tune.json", str(summary.get("status") or "")))
     _tune_facts(section, summary)
     steps, losses, rates = [], [], []
@@ -1051,7 +1062,8 @@ def tune_section(round_: RoundFiles, plots: Plots) -> Section:
             if isinstance(record.get("step"), int | float) and isinstance(record.get("loss"), int | float):
                 steps.append(record["step"])
                 losses.append(record["loss"])
-                rates.append(record.get("lr") if isinstance(record.get("lr"), int | float) else math.nan)
+                rate = record.get("lr")
+                rates.append(rate if isinstance(rate, int | float) else math.nan)
     section.files.append(round_.state("tuned/log.jsonl", f"{len(steps):,} steps"))
     _add_failures(section, round_, "tuned/failures.jsonl")
     if steps:
@@ -1063,8 +1075,8 @@ def tune_section(round_: RoundFiles, plots: Plots) -> Section:
 
 def _tune_facts(section: Section, summary: dict[str, Any]) -> None:
     """tune.json (vital.tuning.train): the method, the base, the data kept and set aside, steps, tokens, time."""
-    config = summary.get("config") if isinstance(summary.get("config"), dict) else {}
-    counts = summary.get("counts") if isinstance(summary.get("counts"), dict) else {}
+    config = _as_dict(summary.get("config"))
+    counts = _as_dict(summary.get("counts"))
     method = summary.get("method") or config.get("method")
     base = summary.get("base")
     facts = [("method", method), ("base", Path(str(base)).name if base else None),
@@ -1131,11 +1143,11 @@ class VqaRun:
 
     def metric(self, key: str, where: dict[str, Any] | None = None) -> tuple[Any, Any]:
         source = self.data if where is None else where
-        ci = source.get("ci95") if isinstance(source.get("ci95"), dict) else {}
+        ci = _as_dict(source.get("ci95"))
         return source.get(key), ci.get(key)
 
     def label_set(self, category: str) -> str:
-        sets = self.data.get("label_sets") if isinstance(self.data.get("label_sets"), dict) else {}
+        sets = _as_dict(self.data.get("label_sets"))
         return str(sets.get(category) or self.benchmark)
 
 
@@ -1236,7 +1248,7 @@ def _breakdowns(section: Section, benchmark: str, runs: list[VqaRun], min_n: int
     """One table per breakdown category and label set, and its error-bar plot unless its labels mix vocabularies."""
     categories: list[str] = []
     for run in runs:
-        breakdown = run.data.get("breakdown") if isinstance(run.data.get("breakdown"), dict) else {}
+        breakdown = _as_dict(run.data.get("breakdown"))
         categories += [c for c in breakdown if c not in categories]
     for category in categories:
         by_set: dict[str, list[VqaRun]] = defaultdict(list)
@@ -1344,7 +1356,7 @@ def _comparison(section: Section, data: Any, plots: Plots) -> None:
     rows, plotted = [], []
     for comparison in comparisons:
         compared = f"{_system(str(comparison.get('b') or 'B'))} vs {_system(a)}"
-        missing = comparison.get("missing") if isinstance(comparison.get("missing"), dict) else {}
+        missing = _as_dict(comparison.get("missing"))
         section.facts.append((f"{compared}: questions compared", _int(comparison.get("n", "–"))))
         if any(missing.values()):
             section.facts.append((f"{compared}: left out", ", ".join(f"{_int(n)} without an answer in "
