@@ -85,6 +85,7 @@ class TextEncoder:
 
     ``max_seq_length`` (tokens) overrides the model's own limit; the cost of
     encoding grows with it, and all-MiniLM-L6-v2 was trained on 128 tokens.
+    ``device="auto"`` is the GPU when this process can see one, else the CPU.
     """
 
     def __init__(
@@ -110,7 +111,12 @@ class TextEncoder:
             transformers_logging.disable_progress_bar()
             transformers_logging.set_verbosity_error()
 
-            self._model = SentenceTransformer(resolve_text_model(self.name), device=self.device)
+            device = self.device
+            if device == "auto":
+                import torch
+
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            self._model = SentenceTransformer(resolve_text_model(self.name), device=device)
             if self.max_seq_length:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
@@ -127,8 +133,9 @@ class TextEncoder:
 
     def recipe(self) -> Callable[[], TextEncoder]:
         """Builds an encoder of the same model and settings that loads the model itself: what an
-        executor's worker gets (the name or folder travels, not the weights)."""
-        return functools.partial(TextEncoder, self.name, batch_size=self.batch_size, device=self.device,
+        executor's worker gets (the name or folder travels, not the weights), on the GPU Ray gave it
+        if any."""
+        return functools.partial(TextEncoder, self.name, batch_size=self.batch_size, device="auto",
                                  max_seq_length=self.max_seq_length)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
