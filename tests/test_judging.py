@@ -369,8 +369,8 @@ def test_empty_inputs_and_directories_name_the_file(generated, tmp_path):
     out = tmp_path / "scores.jsonl"
     config = JudgeConfig(backend="heuristic")
     for args, problem, path in [
-        ((empty, figures, out), "has no candidate records", empty),
-        ((candidates, empty, out), "has no figure records", empty),
+        ((empty, figures, out), "has no records", empty),
+        ((candidates, empty, out), "has no records", empty),
         ((tmp_path, figures, out), "is a directory", tmp_path),
         ((candidates, tmp_path, out), "is a directory", tmp_path),
         ((candidates, figures, tmp_path), "is a directory", tmp_path),
@@ -405,7 +405,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(generated, tmp_path):
     empty.write_text("")
     out = tmp_path / "scores.jsonl"
     cases = [
-        ((candidates, "--figures", empty, "--out", out), f"{empty}: has no figure records"),
+        ((candidates, "--figures", empty, "--out", out), f"{empty}: has no records"),
         ((tmp_path, "--figures", figures, "--out", out), f"{tmp_path}: is a directory"),
         ((candidates, "--figures", figures, "--out", out, "--unit", "turn", "--pairwise"), "field '--unit'"),
     ]

@@ -9,15 +9,16 @@ every stage turns its inputs (a path, or records in memory) into records.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vital.errors import InputError
 from vital.jsonl import iter_json_lines, read_records, validation_to_input_error
 
+C = TypeVar("C", bound=Collection[Any])
 DOMAINS = ("chest_xray", "ct_scan", "mri", "histology", "gross", "ultrasound", "other")
 
 
@@ -161,6 +162,16 @@ def portable_path(image: str | Path, out_dir: Path) -> str:
 
 def _is_path(source: object) -> bool:
     return isinstance(source, str | Path)
+
+
+def require_records(records: C, source: object, noun: str) -> C:
+    """``records``, unless there are none: an input without records is bad input, named as the user gave it
+    ("FILE: has no records" for a file, "no NOUN given" for records passed in; ``noun`` is the parameter)."""
+    if not records:
+        if isinstance(source, str | Path):
+            raise InputError("has no records", path=source)
+        raise InputError(f"no {noun} given", field=noun)
+    return records
 
 
 def read_figures(path: str | Path) -> Iterator[Figure]:

@@ -44,6 +44,7 @@ from vital.records import (
     Tie,
     figure_index,
     iter_candidates,
+    require_records,
 )
 
 BACKENDS = ("openai", "heuristic")
@@ -102,12 +103,7 @@ def pair_key(a: str, b: str) -> str:
 
 
 def _figures(figures: FigureSource) -> dict[str, Figure]:
-    index = figure_index(figures)
-    if not index:
-        if isinstance(figures, str | Path):
-            raise InputError("has no figure records", path=figures)
-        raise InputError("no figures given", field="figures")
-    return index
+    return require_records(figure_index(figures), figures, "figures")
 
 
 def _grouped_candidates(candidates: CandidateSource, figures: dict[str, Figure]) -> dict[str, list[Candidate]]:
@@ -126,11 +122,7 @@ def _grouped_candidates(candidates: CandidateSource, figures: dict[str, Figure])
         except ConversationError as exc:
             raise InputError(exc.problem, path=path, line=line, field="conversations") from None
         groups[candidate.figure_id].append(candidate)
-    if not groups:
-        if path is not None:
-            raise InputError("has no candidate records", path=path)
-        raise InputError("no candidates given", field="candidates")
-    return groups
+    return require_records(groups, candidates, "candidates")
 
 
 def _checked_records(candidates: Iterable[Candidate], figures: dict[str, Figure]) -> Iterator[tuple[None, Candidate]]:

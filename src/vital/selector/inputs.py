@@ -27,6 +27,7 @@ from vital.records import (
     read_preferences,
     read_records,
     read_scores,
+    require_records,
 )
 
 
@@ -39,19 +40,12 @@ def figures(source: FigureSource | None) -> dict[str, Figure]:
     if source is None:
         return {}
     index = figure_index(source)
-    if not index and is_path(source):
-        raise InputError("has no records", path=source)  # type: ignore[arg-type]
-    return index
+    return require_records(index, source, "figures") if is_path(source) else index  # records: none is allowed
 
 
 def candidates(source: CandidateSource, index: Mapping[str, Figure]) -> list[Candidate]:
     """The candidates, images resolved (else their figure's); with figures in ``index``, each must name one."""
-    out = read_candidates(source, index or None)
-    if not out:
-        if is_path(source):
-            raise InputError("has no records", path=source)  # type: ignore[arg-type]
-        raise InputError("no candidates were given", field="candidates")
-    return out
+    return require_records(read_candidates(source, index or None), source, "candidates")
 
 
 def judge_scores(source: ScoreSource | None) -> dict[str, float]:
@@ -60,9 +54,7 @@ def judge_scores(source: ScoreSource | None) -> dict[str, float]:
         return {}
     if not is_path(source):
         return read_scores(source, source="model")
-    records = list(read_records(source, Score))  # type: ignore[arg-type]
-    if not records:
-        raise InputError("has no records", path=source)  # type: ignore[arg-type]
+    records = require_records(list(read_records(source, Score)), source, "scores")  # type: ignore[arg-type]
     judged = read_scores(records, source="model")
     if not judged:
         raise InputError("has no judge scores (records of source 'model'; selector scores are not training "
@@ -75,6 +67,4 @@ def preferences(source: PreferenceSource | None) -> list[Preference]:
     if source is None:
         return []
     out = read_preferences(source)
-    if not out and is_path(source):
-        raise InputError("has no records", path=source)  # type: ignore[arg-type]
-    return out
+    return require_records(out, source, "preferences") if is_path(source) else out  # records: none is allowed
