@@ -366,8 +366,8 @@ def test_empty_or_missing_inputs_are_refused_before_anything_is_written(files, t
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     cases = [
-        ((empty, scores), empty, "the file has no records"),
-        ((candidates, empty), empty, "the file has no records"),
+        ((empty, scores), empty, "has no records"),
+        ((candidates, empty), empty, "has no records"),
         ((tmp_path, scores), tmp_path, "is a directory"),
         ((candidates, tmp_path), tmp_path, "is a directory"),
         ((tmp_path / "nope.jsonl", scores), tmp_path / "nope.jsonl", "file not found"),
@@ -498,7 +498,7 @@ def test_cli_select_bad_input_exits_2_with_one_line_and_keeps_the_export(files, 
     empty.write_text("\n")
     common = ["--figures", figures, "--out", out]
     for args, expected in [
-        ([empty, "--scores", scores], f"error: {empty}: the file has no records"),
+        ([empty, "--scores", scores], f"error: {empty}: has no records"),
         ([candidates, "--scores", tmp_path], f"error: {tmp_path}: is a directory"),
         ([candidates, "--scores", scores, "--domain-quota", "xray=3"], "error: field '--domain-quota': unknown"),
         ([candidates, "--scores", scores, "--top-k", "2", "--top-fraction", "0.5"],

@@ -93,6 +93,7 @@ def export_llava(
     """
     out = Path(out)
     root = Path(image_root) if image_root else None
+    merging = [(source, list(read_llava(source))) for source in merge]  # read and checked before anything is written
     records: list[dict[str, Any]] = []
     converted: dict[str, str] = {}
     kept = selection.kept
@@ -111,8 +112,8 @@ def export_llava(
     seen_content = {duplicate_key(record) for record in records}
     merged: list[dict[str, Any]] = []
     duplicates = 0
-    for source in merge:
-        for llava in read_llava(source):
+    for source, llava_records in merging:
+        for llava in llava_records:
             entry: dict[str, Any] = {"id": llava.id}
             if llava.image:
                 entry["image"] = llava.image

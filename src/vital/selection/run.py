@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vital.errors import InputError
-from vital.jsonl import input_file, read_records
+from vital.jsonl import read_records
 from vital.progress import Progress
 from vital.records import (
     CandidateSource,
@@ -23,6 +23,7 @@ from vital.records import (
     figure_index,
     read_candidates,
     read_scores,
+    require_records,
 )
 from vital.selection.export import export_llava
 from vital.selection.policies import SelectConfig, select_candidates
@@ -61,13 +62,9 @@ def _chosen_scores(scores: ScoreSource, source: str) -> tuple[dict[str, float], 
     path: Path | None = None
     if isinstance(scores, str | Path):
         path = Path(scores)
-        records = list(read_records(path, Score))
-        if not records:
-            raise InputError("the file has no records", path=path)
+        records = require_records(list(read_records(path, Score)), path, "scores")
     else:
-        records = list(scores)
-        if not records:
-            raise InputError("no scores given", field="scores")
+        records = require_records(list(scores), scores, "scores")
     chosen = source
     if source == "auto":
         chosen = "selector" if any(record.source == "selector" for record in records) else "model"
@@ -97,14 +94,8 @@ def select(
     """
     config = config or SelectConfig()
     out = Path(out)
-    for merged in config.merge:
-        input_file(merged)  # read after the kept images are exported: checked first
-    figure_records = figure_index(figures) if figures is not None else None
-    candidate_list = read_candidates(candidates, figure_records)
-    if not candidate_list:
-        if isinstance(candidates, str | Path):
-            raise InputError("the file has no records", path=candidates)
-        raise InputError("no candidates given", field="candidates")
+    figure_records = require_records(figure_index(figures), figures, "figures") if figures is not None else None
+    candidate_list = require_records(read_candidates(candidates, figure_records), candidates, "candidates")
     values, chosen = _chosen_scores(scores, config.source)
     selection = select_candidates(candidate_list, values, config, figure_records)
     export = export_llava(selection, out, image_root=config.image_root, merge=config.merge,
