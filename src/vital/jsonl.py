@@ -95,6 +95,16 @@ def input_file(path: str | Path) -> Path:
     return path
 
 
+def utf8_text(path: Path) -> str:
+    """The text of a file (a UTF-8 BOM removed); bytes that are not UTF-8 are an :class:`InputError` naming the line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path, line=line) from None
+
+
 def iter_json_lines(path: str | Path, *, skip_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for every non-blank line; a malformed line is an :class:`InputError`.
 
@@ -207,10 +217,7 @@ def iter_json_objects(path: Path) -> Iterator[tuple[int, str | None, Any]]:
         for line, obj in iter_json_lines(path):
             yield line, None, obj
         return
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason})", path=path) from None
+    text = utf8_text(path)
     walker = _JsonWalker(text, path)
     first = walker.skip_ws()
     if not first:

@@ -24,6 +24,7 @@ from typing import Any
 
 from vital.config import StageConfig, setting
 from vital.errors import InputError
+from vital.jsonl import utf8_text
 
 
 @dataclass
@@ -162,12 +163,13 @@ def load_round(path: str | Path) -> Round:
         path = path / "vital.toml"
     if not path.is_file():
         raise InputError("file not found (vital init DIR writes one)", path=path)
-    text = path.read_text(encoding="utf-8")
+    text = utf8_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise InputError(f"not valid TOML ({exc})", path=path, line=int(match.group(1)) if match else None) from None
+        match = re.search(r"line (\d+)", str(exc))  # else "at end of document": the last line
+        line = int(match.group(1)) if match else max(1, len(text.splitlines()))
+        raise InputError(f"not valid TOML ({exc})", path=path, line=line) from None
     lines = _Lines(text)
     base = path.resolve().parent
     known = {spec.name: spec for spec in SECTIONS}
