@@ -64,10 +64,19 @@ def check_base(folder: Path) -> None:
             f"layout first: vital tune convert {folder} --out {folder}-hf", field="--base")
     if model_type != "llava":
         raise InputError(f"model_type {model_type!r} is not a LLaVA checkpoint (llava-hf layout, model_type "
-                         "'llava', LlavaForConditionalGeneration)", field="--base")
+                         "'llava', LlavaForConditionalGeneration)", path=folder, field="--base")
+    check_weights(folder, "--base")
     if not any((folder / name).exists() for name in ("processor_config.json", "preprocessor_config.json")):
         raise InputError(f"{folder} has no processor (processor_config.json or preprocessor_config.json); save "
                          "the model's AutoProcessor beside it", field="--base")
+
+
+def check_weights(folder: Path, field: str) -> None:
+    """A checkpoint folder holds its weights (checked before loading, which would fail with a traceback)."""
+    if not [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]:
+        found = ", ".join(sorted(p.name for p in folder.iterdir())[:6])
+        raise InputError(f"no model weights (*.safetensors or pytorch_model*.bin) beside config.json; found {found}",
+                         path=folder, field=field)
 
 
 def vision_tower(model: Any) -> Any:

@@ -39,7 +39,7 @@ from typing import Any
 
 from vital import __version__
 from vital.errors import InputError
-from vital.jsonl import FailureLog, JsonlWriter, iter_json_lines, write_json_atomic, write_jsonl_atomic
+from vital.jsonl import FailureLog, JsonlWriter, input_file, iter_json_lines, write_json_atomic, write_jsonl_atomic
 from vital.progress import SILENT, Progress, or_silent
 from vital.tuning.config import TuneConfig, TuneResult
 from vital.tuning.data import TrainingData, TuneDataset, collate, read_examples
@@ -65,8 +65,7 @@ def _data_files(data: str | Path | Iterable[str | Path]) -> list[Path]:
     if not files:
         raise InputError("no DATA file given", field="data")
     for path in files:
-        if not path.is_file():
-            raise InputError("file not found", path=path)
+        input_file(path)
     return files
 
 
