@@ -38,6 +38,7 @@ from vital.errors import InputError
 from vital.evaluate.questions import Question, load_questions
 from vital.evaluate.runs import RunResult, run_resumable
 from vital.progress import Progress
+from vital.tuning.model import check_weights
 
 BENCHMARKS = {
     "vqa-rad": ("test.json",),
@@ -141,14 +142,7 @@ def check_checkpoint(path: str | Path) -> None:
             hint = " (LLaVA-Med v1.5's original layout: serve it with an OpenAI-compatible server and use "
             hint += "--backend openai, or convert it to the transformers layout)"
         raise InputError(f"found a {model_type!r} checkpoint{hint}{supported}", path=path, field="--model")
-    weights = [*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")]
-    if not weights:
-        found = ", ".join(sorted(p.name for p in path.iterdir())[:6])
-        raise InputError(
-            f"no model weights (*.safetensors or pytorch_model*.bin) beside config.json; found {found}",
-            path=path,
-            field="--model",
-        )
+    check_weights(path, "--model")
 
 
 def _check_images(questions: list[Question], images: Path | None) -> None:

@@ -43,6 +43,7 @@ from vital.evaluate.runs import RunResult, run_resumable
 from vital.evaluate.stats import bootstrap_interval
 from vital.jsonl import iter_json_lines
 from vital.progress import Progress
+from vital.records import require_records
 
 # LLaVA-Med counts an item for the first of these flags that is true, in this order.
 DOMAIN_ORDER = ("chest_xray", "mri", "histology", "gross", "ct_scan")
@@ -167,7 +168,7 @@ def load_chat_questions(path: str | Path, *, require_reference: bool = True) -> 
                 benchmark=str(record.get("benchmark", "") or ""),
             )
         )
-    return questions
+    return require_records(questions, path, "questions")
 
 
 def figure_context(question: ChatQuestion) -> str:
@@ -291,10 +292,13 @@ def eval_chat(
 
 def _review_scores(record: Mapping[str, Any], path: Path | None, line: int) -> tuple[float, float]:
     if "reference_score" in record and "model_score" in record:
-        try:
-            return float(record["reference_score"]), float(record["model_score"])
-        except (TypeError, ValueError):
-            raise InputError("expected a number", path=path, line=line, field="reference_score") from None
+        scores = []
+        for name in ("reference_score", "model_score"):
+            try:
+                scores.append(float(record[name]))
+            except (TypeError, ValueError):
+                raise InputError("expected a number", path=path, line=line, field=name) from None
+        return scores[0], scores[1]
     name = "gpt_eval" if "gpt_eval" in record else "result"
     text = record.get(name)
     pair = parse_score_pair(text) if isinstance(text, str) else None

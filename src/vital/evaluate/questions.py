@@ -53,7 +53,8 @@ from typing import Any
 
 from vital.conversation import strip_image_token
 from vital.errors import InputError
-from vital.jsonl import input_file, iter_json_lines, iter_json_objects
+from vital.jsonl import input_file, iter_json_lines, iter_json_objects, utf8_text
+from vital.records import require_records
 
 FORMATS = ("vqa-rad", "slake", "pathvqa", "llava-med", "flat", "questions")
 
@@ -118,12 +119,7 @@ def _json_records(path: Path) -> Iterator[tuple[int | Callable[[], int], Any]]:
     :func:`vital.jsonl.iter_json_objects`, only when an error needs it.
     """
     if path.suffix.lower() != ".jsonl":
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path, line=line) from None
+        text = utf8_text(path)
         if text.lstrip().startswith("["):
             try:
                 records = json.loads(text)
@@ -441,4 +437,4 @@ def read_predictions(path: str | Path) -> dict[str, str]:
             )
         first_seen[question_id] = line
         predictions[question_id] = text
-    return predictions
+    return require_records(predictions, path, "predictions")

@@ -25,7 +25,7 @@ from typing import Any
 
 from vital.config import StageConfig, setting
 from vital.errors import InputError
-from vital.jsonl import atomic_writer, input_file
+from vital.jsonl import atomic_writer, input_file, utf8_text
 
 VQA_COLUMNS = (
     ("recall", "open recall"),
@@ -102,9 +102,7 @@ def result_kind(data: Any) -> str | None:
 def load_result(path: str | Path, name: str | None = None) -> Result:
     path = input_file(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", path=path) from None
+        data = json.loads(utf8_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
     kind = result_kind(data)
@@ -114,7 +112,30 @@ def load_result(path: str | Path, name: str | None = None) -> Result:
             "or compare)",
             path=path,
         )
+    _check_numbers(data, path)
     return Result(name or path.name.removesuffix(".json"), kind, data)
+
+
+COUNTS = {"n", "n_open", "n_closed", "wins", "ties", "losses"}
+NUMBERS = {key for key, _ in VQA_COLUMNS} | set(COMPARE_PLOTTED) | {
+    "win_rate", "ci_low", "ci_high", "order_agreement", "relative_score", "reference_score", "model_score", "diff",
+    "p_value"}
+
+
+def _check_numbers(data: Any, path: Path, where: str = "") -> None:
+    """The numbers the report draws, at any depth: counts are integers, the rest numbers or intervals
+    (``[low, high]``); either may be null."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        name = f"{where}.{key}" if where else str(key)
+        if isinstance(value, dict) or (key not in COUNTS and key not in NUMBERS):
+            _check_numbers(value, path, name)
+            continue
+        wanted = int if key in COUNTS else (int, float)
+        values = value if isinstance(value, list) and key in NUMBERS else [value]
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, wanted)) for v in values):
+            raise InputError(f"expected {'an integer' if key in COUNTS else 'a number'}, found "
+                             f"{type(value).__name__}", path=path, field=name)
 
 
 def _number(value: Any, digits: int = 1) -> str:
