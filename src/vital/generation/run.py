@@ -248,11 +248,9 @@ def generate(figures: FigureSource, out: str | Path, config: GenerateConfig | No
         refuse_input_as_output(out, config.demos)
     offline = config.backend == "caption"
     policy: Policy | None = None
-    if not offline and config.demos is not None:
-        policy = make_policy(config.demo_policy, load_demonstrations(config.demos), seed=config.seed,
-                             encoder=encoder)
-    elif config.demos is not None:
-        warn("the caption backend writes from captions alone; --demos is not used")
+    pool = load_demonstrations(config.demos) if config.demos is not None else None  # checked even if unused
+    if not offline and pool is not None:
+        policy = make_policy(config.demo_policy, pool, seed=config.seed, encoder=encoder)
     engine_config = None if offline else engine or EngineConfig()
     n, shard = config.candidates, config.parsed_shard
     out_dir = out.resolve().parent
@@ -291,6 +289,9 @@ def generate(figures: FigureSource, out: str | Path, config: GenerateConfig | No
     def make_work(engine: Engine | None) -> Callable[[_Job], Awaitable[Candidate]]:
         return write_from_caption if engine is None else lambda job: ask_model(engine, job)
 
+    if from_file:  # every figure still to do is checked before anything is written (done ones are not parsed)
+        for _ in _jobs_from_file(figures_file, n, shard, finished_ids(out), [0]):
+            pass
     # the output's lock first: a run refused because another one is writing touches nothing
     with JsonlWriter(out) as writer, FailureLog(out, "generate") as failures:
         done = finished_ids(out)
@@ -309,5 +310,7 @@ def generate(figures: FigureSource, out: str | Path, config: GenerateConfig | No
                          total=total, title="generating" + (" (caption backend)" if offline else ""),
                          engine_config=engine_config, out=out, cache=config.cache_file, progress=progress)
     stats.skipped = skipped[0]
+    if offline and pool is not None:  # said at the end, so that bad input is the only line on stderr
+        warn("the caption backend writes from captions alone; --demos is not used")
     return GenerateResult(out=out, failures=failures.path if stats.failed else None, failed=stats.failed,
                           stats=stats)
