@@ -42,7 +42,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from vital.errors import InputError
@@ -246,6 +246,8 @@ class AnnotationDB:
             path = Path(self.url.removeprefix("sqlite:///")).expanduser()
             if not create and not path.is_file():
                 raise InputError("no annotation database here (check --db)", path=path, field="--db")
+            if not create and path.stat().st_size == 0:
+                raise InputError("an empty file, not an annotation database (check --db)", path=path, field="--db")
             path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = _make_engine(self.url)
         self._writer = self.engine.execution_options(vital_write=True)
@@ -280,7 +282,7 @@ class AnnotationDB:
     def _ensure_schema(self) -> None:
         try:
             Base.metadata.create_all(self.engine)
-        except OperationalError as exc:
+        except DatabaseError as exc:  # also a file that is not a database
             reason = " ".join(str(exc.orig).split())  # drivers' messages span lines
             raise InputError(f"cannot open the database ({reason})", path=self.display_url) from None
         with self.write() as session:

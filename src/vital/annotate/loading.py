@@ -123,8 +123,9 @@ def _not_empty(records: Iterable[T], path: str | Path | None, noun: str) -> Iter
     return itertools.chain([first], iterator)
 
 
-def _record_image_folders(db: AnnotationDB, figures: FigureSource, images: Sequence[str | Path]) -> list[str]:
-    """Add the figures file's folder and ``images`` to the image folders; returns all of them."""
+def _image_folders(db: AnnotationDB, figures: FigureSource,
+                   images: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+    """The image folders once the figures file's folder and ``images`` are added to them, and those added."""
     folders = [Path(figures).resolve().parent] if isinstance(figures, str | Path) else []
     for folder in map(Path, images):
         if not folder.is_dir():
@@ -132,10 +133,9 @@ def _record_image_folders(db: AnnotationDB, figures: FigureSource, images: Seque
                              field="images")
         folders.append(folder.resolve())
     given = {str(folder) for folder in folders}
-    with db.write() as session:
+    with db.read() as session:
         known = set(image_folders(session))
-        session.add_all(ImageFolder(path=path) for path in sorted(given - known))
-        return sorted(known | given)
+    return sorted(known | given), sorted(given - known)
 
 
 def load_corpus(
@@ -168,7 +168,7 @@ def _load(
     figure_records = _not_empty(_figure_records(figures), figures_name, "figures")
     candidate_records = _not_empty(_candidate_records(candidates), candidates_name, "candidates")
     result = LoadResult(db.display_url)
-    folders = _record_image_folders(db, figures, images)
+    folders, new_folders = _image_folders(db, figures, images)
     result.image_folders = [Path(folder) for folder in folders]
     seq = _next_seq(db, FigureRow)
     with progress.task("loading figures") as task:
@@ -181,6 +181,8 @@ def _load(
             _upsert(db, FigureRow, rows)
             result.figures += len(batch)
             task.advance(len(batch))
+    with db.write() as session:  # recorded once figures from them are in
+        session.add_all(ImageFolder(path=path) for path in new_folders)
 
     with db.read() as session:
         known_figures = set(session.scalars(select(FigureRow.id)))

@@ -43,10 +43,10 @@ def register(app: typer.Typer) -> None:
             raise InputError("give both --figures and --candidates, or neither", field="--candidates")
         if images and figures is None:
             raise InputError("only applies when loading: give --figures and --candidates too", field="--images")
-        database = AnnotationDB(db)
-        if figures is not None:
+        if figures is not None:  # loaded (and checked) before the database is held open for serving
             progress = RichProgress(transient=True)
-            _print_load(load_corpus(database, figures, candidates, images=images, progress=progress))
+            _print_load(load_corpus(db, figures, candidates, images=images, progress=progress))
+        database = AnnotationDB(db)
         users = list_users(database)
         typer.echo(
             f"serving on http://{config.host}:{config.port} (login links: {config.url}) with overlap {config.overlap} "
