@@ -4,6 +4,7 @@ original LLaVA / LLaVA-Med checkpoints to the llava-hf layout."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +103,12 @@ def register(app: typer.Typer) -> None:
         if not files:
             raise InputError("give at least one DATA file", field="DATA")
         _quiet_transformers()
-        import torch
-
         try:
             result = tune(files, base, out, config, progress=None if as_json else RichProgress())
-        except torch.OutOfMemoryError:
+        except Exception as exc:
+            torch = sys.modules.get("torch")  # imported by tune() once the inputs are checked, not before (seconds)
+            if torch is None or not isinstance(exc, torch.OutOfMemoryError):
+                raise
             raise InputError("out of GPU memory: lower it (raise --grad-accum to keep the batch), add "
                              "--activation-checkpointing, use --method lora, or shard with --deepspeed "
                              "(docs/tune.md)",

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vital import __version__
+from vital.conversation import read_llava
 from vital.errors import InputError
 from vital.jsonl import FailureLog, JsonlWriter, input_file, iter_json_lines, write_json_atomic, write_jsonl_atomic
 from vital.progress import SILENT, Progress, or_silent
@@ -64,8 +65,9 @@ def _data_files(data: str | Path | Iterable[str | Path]) -> list[Path]:
     files = [Path(data)] if isinstance(data, str | Path) else [Path(path) for path in data]
     if not files:
         raise InputError("no DATA file given", field="data")
-    for path in files:
-        input_file(path)
+    for path in files:  # the records' shape is checked before transformers loads (seconds)
+        for _ in read_llava(input_file(path), check=False):
+            pass
     return files
 
 
