@@ -1,7 +1,8 @@
 """The executors: the same selector scores, sample and feature cache from Ray as from this process.
 
-The Ray tests share one local Ray of 2 CPUs (module scope; its actors reserve fractions of a CPU) and use
-the model-free encoders (hashing texts, the image descriptor), with MiniLM for sampling's texts.
+The Ray tests share the session's local Ray of 2 CPUs (``local_ray`` in conftest.py; its actors reserve
+fractions of a CPU) and use the model-free encoders (hashing texts, the image descriptor), with MiniLM for
+sampling's texts.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_import_vital_and_help_do_not_import_ray():
     code = ("import sys, vital\n"
             "from vital.cli import main\n"
             "for argv in (['vital', '--help'], ['vital', 'sample', '--help'], ['vital', 'selector', 'score', "
-            "'--help'], ['vital', 'selector', 'train', '--help']):\n"
+            "'--help'], ['vital', 'selector', 'train', '--help'], ['vital', 'eval', 'answer', '--help']):\n"
             "    sys.argv = argv\n"
             "    try:\n"
             "        main()\n"
@@ -139,17 +140,6 @@ def test_the_local_executor_gives_every_batch_in_order():
 # -- on a local Ray -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's encoders reach the actors
-    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_selector_trained_and_scoring_on_ray_is_the_local_one(local_ray, corpus, tmp_path, monkeypatch):
@@ -204,6 +194,33 @@ def test_a_sample_on_ray_is_the_local_sample(local_ray, corpus, tmp_path, monkey
     refuse_to_encode(monkeypatch)  # the Ray run's vectors are computed on its actors
     assert sample("ray", "ray-cache", "ray.jsonl") == local
     assert sample("local", "ray-cache", "local-after-ray.jsonl") == local  # and cached here: nothing to encode
+
+
+QUESTIONS = [{"prompt": "Is there a mass?", "image": "/a.png"},
+             {"prompt": "Où est la masse ?\n<image>", "image": "/b.png", "extra": [1, 2]},
+             {}, {"image": None}, {"prompt": "", "image": "/c.png"}]
+
+
+def describe_questions():
+    """A worker answering each dict with a string that says exactly what arrived (keys, values, types)."""
+    return lambda items: [repr(sorted(item.items())) if item else "" for item in items]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_dict_items_and_string_results_come_back_from_ray_as_they_were(local_ray):
+    def results(executor) -> dict[int, str]:
+        got = {}
+        for positions, answers in executor.map_batches(describe_questions, QUESTIONS, batch_size=2, stage="dicts"):
+            got.update(zip(positions, answers, strict=True))
+        return got
+
+    local = results(LocalExecutor())
+    assert local[0] == "[('image', '/a.png'), ('prompt', 'Is there a mass?')]" and local[2] == ""
+    with RayExecutor() as executor:
+        on_ray = results(executor)
+    assert on_ray == local  # no key added (Arrow would give every dict the union of the keys), None stays None
+    assert all(type(answer) is str for answer in on_ray.values())
 
 
 class DiesOnce(HashingTextEncoder):

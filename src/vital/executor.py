@@ -20,7 +20,10 @@ starves Ray Data's own tasks, and the job then waits for ever).  It connects to 
 and otherwise starts a local Ray sized to this machine, which it shuts down again when the stage ends
 (also on Ctrl-C).  An actor that dies is restarted and its batch retried (``max_restarts``,
 ``max_task_retries``); when no batch arrives for ``$VITAL_RAY_TIMEOUT`` seconds (default 600) the stage
-stops with one error naming it and what to check -- never a silent hang.
+stops with one error naming it and what to check -- never a silent hang.  Items and results arrive as
+they were sent: strings (paths, texts) and arrays (vectors) travel as Arrow columns, anything else (a dict
+per question, a list of answers) pickled, because Arrow would turn dicts into records of the union of their
+keys.
 
 Nothing here imports Ray until a Ray executor starts: ``import vital`` and ``vital --help`` stay light.
 """
@@ -32,6 +35,7 @@ import contextlib
 import logging
 import math
 import os
+import pickle
 import threading
 import time
 import warnings
@@ -59,9 +63,9 @@ WorkerFactory = Callable[[], Callable[[list[Any]], Any]]
 
 
 def executor_setting() -> Any:
-    """The ``executor`` field of a stage's config: where its encoders run (it never changes the output)."""
+    """The ``executor`` field of a stage's config: where its models run (it never changes the output)."""
     return setting(
-        "local", "Where encoders run: local (this process) or ray (the Ray cluster at $RAY_ADDRESS, else a "
+        "local", "Where the models run: local (this process) or ray (the Ray cluster at $RAY_ADDRESS, else a "
         "local Ray sized to this machine; install vital[ray]).", choices=EXECUTORS, changes_output=False)
 
 
@@ -135,18 +139,27 @@ def machine_cpus() -> int:
 
 
 class _ActorWorker:
-    """What each Ray Data actor holds: the worker built once, applied to ``{"position", "item"}`` batches."""
+    """What each Ray Data actor holds: the worker built once, applied to ``{"position", "item"}`` batches.
 
-    def __init__(self, make_worker: WorkerFactory) -> None:
+    Items arrive pickled when ``pickled_items`` (see :meth:`RayExecutor.map_batches`); results that are
+    not an array leave pickled, in the ``pickled`` column instead of ``result``.
+    """
+
+    def __init__(self, make_worker: WorkerFactory, pickled_items: bool) -> None:
         self.work = make_worker()
+        self.pickled_items = pickled_items
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        results = self.work(batch["item"].tolist())
-        if not isinstance(results, np.ndarray):
-            results = np.array(results, dtype=object)
-        return {"position": batch["position"], "result": results}
+        items = batch["item"].tolist()
+        if self.pickled_items:
+            items = [pickle.loads(item) for item in items]
+        results = self.work(items)
+        if isinstance(results, np.ndarray):
+            return {"position": batch["position"], "result": results}
+        return {"position": batch["position"],
+                "pickled": np.array([pickle.dumps(result) for result in results], dtype=object)}
 
 
 class RayExecutor:
@@ -209,15 +222,17 @@ class RayExecutor:
         import ray.data
 
         shape = self.shape()
+        plain = all(isinstance(item, str) for item in items)  # else pickled: Arrow would reshape dicts
+        rows = [{"position": i, "item": item if plain else pickle.dumps(item)} for i, item in enumerate(items)]
         with _quiet_ray_data(self.timeout):
-            dataset = ray.data.from_items([{"position": i, "item": item} for i, item in enumerate(items)])
+            dataset = ray.data.from_items(rows)
             with warnings.catch_warnings():
                 # Ray >= 2.60 warns that max_restarts / max_task_retries move out of **ray_remote_args;
                 # they have no other spelling yet, and without them a crashing actor restarts for ever.
                 warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
                 mapped = dataset.map_batches(
                     _ActorWorker,
-                    fn_constructor_args=(make_worker,),
+                    fn_constructor_args=(make_worker, not plain),
                     batch_size=batch_size,
                     batch_format="numpy",
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=shape.actors),
@@ -231,8 +246,10 @@ class RayExecutor:
                 try:
                     for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
                         positions = batch["position"].tolist()
+                        results = batch["result"] if "result" in batch else [
+                            pickle.loads(result) for result in batch["pickled"]]
                         with watchdog.paused():  # the caller's time with a batch is not waiting for Ray
-                            yield positions, batch["result"]
+                            yield positions, results
                         done += len(positions)
                         task.advance(len(positions))
                 except KeyboardInterrupt:
