@@ -1,10 +1,12 @@
-"""Answer files from an OpenAI-compatible server and from a tiny random LLaVA (vital.evaluate.answer)."""
+"""Answer files from an OpenAI-compatible server and from a tiny random LLaVA, here and on Ray."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -16,6 +18,7 @@ from vital.evaluate import VqaConfig, eval_vqa, load_questions
 from vital.evaluate.answer import (
     YES_NO_SUFFIX,
     AnswerConfig,
+    LlavaAnswerer,
     answer_questions,
     benchmark_questions,
     check_checkpoint,
@@ -53,7 +56,6 @@ VQA_RAD = [
         "image_organ": "CHEST",
     },
 ]
-WORDS = "<unk> <s> </s> <pad> <image> USER: ASSISTANT: yes no left right lung is there a the what organ mass"
 
 
 @pytest.fixture
@@ -68,67 +70,10 @@ def benchmark_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LLaVA (CLIP vision tower + Llama), random weights, word-level tokenizer, saved to a folder."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+    """A tiny random-weight LLaVA (CLIP vision tower + Llama, the demo's base) in a folder."""
+    from vital.tuning.tiny import build_tiny_llava
 
-    vocab = {word: index for index, word in enumerate(WORDS.split())}
-    word_level = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=word_level,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-    )
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=LlamaConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=3,
-        ),
-        image_token_index=vocab["<image>"],
-        image_seq_length=16,
-        vision_feature_layer=-1,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llava")
-    LlavaForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -162,8 +107,11 @@ def test_transformers_backend_on_a_tiny_random_llava(
     assert records["5"]["prompt"] == "Is there a mass?" + YES_NO_SUFFIX + "\n<image>"
     assert records["6"]["prompt"] == "Where is the mass?\n<image>"  # open: no suffix
     assert records["5"]["model_id"] == f"transformers:{tiny_llava.name}"
-    # random weights over this vocabulary: the words come from it (special tokens are skipped)
-    assert set(" ".join(r["text"] for r in records.values()).split()) <= set(WORDS.split()[5:])
+    # each answer is the model's greedy answer to its own prompt and image
+    model = LlavaAnswerer(tiny_llava, max_new_tokens=4)
+    for qid, prompt in (("5", "Is there a mass?" + YES_NO_SUFFIX), ("6", "Where is the mass?")):
+        assert records[qid]["text"] == model.answer(prompt, Path(records[qid]["metadata"]["image"]))
+    assert records["5"]["text"] != records["6"]["text"]
     failure = read_lines(tmp_path / "answers.failures.jsonl")[0]
     assert failure["id"] == "7" and "image not found" in failure["reason"]
     # the answer file scores (the missing one counts as wrong)
@@ -179,6 +127,72 @@ def test_transformers_backend_on_a_tiny_random_llava(
     assert (again.done, again.skipped, again.failures) == (1, 2, None)
     assert not (tmp_path / "answers.failures.jsonl").exists()  # nothing failed this time
     assert read_lines(out)[-1]["question_id"] == "7"
+
+
+def write_questions(folder: Path) -> Path:
+    """Nine questions: six about images of their own, and among them one whose image is missing and one whose
+    image is not an image (both found before anything is asked), and one a JPEG cut short (found by the
+    worker that decodes it)."""
+    images = folder / "images"
+    images.mkdir()
+    texts = ["Is there a mass?", "Where is the mass?", "What organ is shown?"]
+    names = ["0.png", "1.png", "gone.png", "2.png", "not-an-image.png", "3.png", "cut.jpg", "4.png", "5.png"]
+    for i in range(6):
+        Image.new("RGB", (24 + 8 * i, 32), (40 * i, 200 - 30 * i, 90)).save(images / f"{i}.png")
+    (images / "not-an-image.png").write_bytes(b"not a png")
+    jpeg = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8")).save(jpeg, "JPEG")
+    (images / "cut.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    questions = folder / "questions.jsonl"
+    questions.write_text("".join(
+        json.dumps({"question_id": name.split(".")[0], "image": name, "text": texts[i % 3]}) + "\n"
+        for i, name in enumerate(names)))
+    return questions
+
+
+def test_the_openai_backend_does_not_run_on_ray() -> None:
+    with pytest.raises(InputError, match="ray is for --backend transformers") as caught:
+        AnswerConfig(executor="ray")
+    assert caught.value.field == "executor"
+    assert AnswerConfig(backend="transformers", executor="ray").executor == "ray"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ray_writes_the_local_answer_file_and_resumes_it(local_ray, tiny_llava: Path, tmp_path: Path) -> None:
+    questions = write_questions(tmp_path)
+    engine = EngineConfig(model=str(tiny_llava))
+
+    def config(executor: str, **more) -> AnswerConfig:
+        return AnswerConfig(questions=questions, images=tmp_path / "images", backend="transformers", max_tokens=4,
+                            executor=executor, **more)
+
+    def failures(name: str) -> list[tuple[str, str]]:
+        return [(r["id"], r["reason"]) for r in read_lines(tmp_path / f"{name}.failures.jsonl")]
+
+    local = eval_answer(tmp_path / "local.jsonl", config("local"), engine)
+    assert (local.done, local.failed) == (6, 3)
+    texts = [r["text"] for r in read_lines(tmp_path / "local.jsonl")]
+    assert len(set(texts)) > 2  # the answers differ by question and image: the comparison means something
+    reasons = dict(failures("local"))
+    assert list(reasons) == ["gone", "not-an-image", "cut"]  # the first two before anything was asked
+    assert reasons["gone"].startswith("image not found") and "cannot identify image" in reasons["not-an-image"]
+    assert "truncated" in reasons["cut"]
+
+    on_ray = eval_answer(tmp_path / "ray.jsonl", config("ray"), engine)
+    assert (on_ray.done, on_ray.failed) == (6, 3)
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert failures("ray") == failures("local")
+
+    # a run stopped after four questions (three answered), finished on Ray from the command line
+    first = eval_answer(tmp_path / "resumed.jsonl", config("local", limit=4), engine)
+    assert (first.done, first.failed) == (3, 1)
+    args = ["eval", "answer", "--questions", str(questions), "--images", str(tmp_path / "images"), "--backend",
+            "transformers", "--model", str(tiny_llava), "--max-tokens", "4", "--executor", "ray"]
+    finished = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "resumed.jsonl")])
+    assert finished.exit_code == 1, finished.output  # some questions failed, as in the local run
+    assert (tmp_path / "resumed.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    assert failures("resumed") == failures("local")  # the missing image was tried again, and failed again
 
 
 def test_checkpoints_the_backend_cannot_load_are_one_line(tiny_llava: Path, tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ Two backends:
 ``transformers``
     a LLaVA-style checkpoint in a local folder, loaded with
     ``LlavaForConditionalGeneration`` and its processor, greedy decoding on
-    the CPU (or ``device``).
+    the CPU (or ``device``), in this process or, with ``executor="ray"``, on
+    Ray actors that each load the checkpoint once and use the GPU Ray gave
+    them (:mod:`vital.executor`).  Each question is answered on its own, so
+    batching never changes an answer, and every executor writes the same file.
 
 The answer file has one line per question, ``{question_id, prompt, text,
 answer_id, model_id, metadata}`` as LLaVA-Med writes them, so ``vital eval
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,8 @@ from vital.config import StageConfig, setting
 from vital.conversation import IMAGE_TOKEN
 from vital.errors import InputError
 from vital.evaluate.questions import Question, load_questions
-from vital.evaluate.runs import RunResult, run_resumable
+from vital.evaluate.runs import RunResult, run_batches, run_resumable
+from vital.executor import executor_setting
 from vital.progress import Progress
 from vital.tuning.model import check_weights
 
@@ -50,6 +54,8 @@ YES_NO_SUFFIX = ' (Answer with either "Yes" or "No").'
 BACKENDS = ("openai", "transformers")
 # The checkpoints the transformers backend loads (config.json's model_type): LlavaForConditionalGeneration's.
 SUPPORTED_MODEL_TYPES = ("llava",)
+ANSWER_BATCH_SIZE = 4
+"""Questions sent to a worker at a time by the transformers backend (it answers them one by one)."""
 
 
 @dataclass
@@ -69,12 +75,15 @@ class AnswerConfig(StageConfig):
         False, 'Append LLaVA-Med\'s (Answer with either "Yes" or "No"). to closed questions.'
     )
     max_tokens: int = setting(128, "Longest answer, in tokens.")
-    device: str = setting("cpu", "torch device for the transformers backend.", changes_output=False)
+    device: str = setting(
+        "cpu", "torch device for the transformers backend in this process (auto: cuda when there is one); "
+        "with --executor ray each actor uses the GPU it was given, else its CPU.", changes_output=False)
     lang: str = setting("en", "SLAKE question language (en, zh, or all).")
     limit: int | None = setting(None, "Only the first N questions.")
     cache_file: Path | None = setting(
         None, "Response cache to use (default: OUT's .llm.sqlite).", changes_output=False
     )
+    executor: str = executor_setting()
 
     def validate(self) -> None:
         if self.benchmark is not None and self.questions is not None:
@@ -85,6 +94,10 @@ class AnswerConfig(StageConfig):
             raise InputError("must be at least 1", field="max_tokens")
         if self.limit is not None and self.limit < 1:
             raise InputError("must be at least 1", field="limit")
+        if self.executor == "ray" and self.backend != "transformers":
+            raise InputError(
+                "ray is for --backend transformers (its model on Ray actors); the openai backend sends its "
+                "requests from this process, as many at once as --concurrency says", field="executor")
 
     def load_questions(self) -> list[Question]:
         """The questions to ask: the benchmark's test questions or the question file's, up to ``limit``."""
@@ -119,6 +132,18 @@ def question_prompt(question: Question, *, yes_no_suffix: bool = False) -> str:
 
 def _answer_id(model_id: str, question_id: str, text: str) -> str:
     return hashlib.sha256(f"{model_id}\0{question_id}\0{text}".encode()).hexdigest()[:22]
+
+
+def _answer_record(question: Question, prompt: str, text: str, model_id: str, backend: str) -> dict[str, Any]:
+    """A line of the answer file, as LLaVA-Med writes them."""
+    return {
+        "question_id": question.id,
+        "prompt": f"{prompt}\n{IMAGE_TOKEN}",
+        "text": text,
+        "answer_id": _answer_id(model_id, question.id, text),
+        "model_id": model_id,
+        "metadata": {"backend": backend, "image": str(question.image)},
+    }
 
 
 def check_checkpoint(path: str | Path) -> None:
@@ -164,12 +189,15 @@ class LlavaAnswerer:
     """A LLaVA-style checkpoint from a local folder (model weights + processor), answering greedily."""
 
     def __init__(self, path: str | Path, *, max_new_tokens: int = 128, device: str = "cpu") -> None:
+        """``device="auto"`` is the GPU when this process can see one, else the CPU."""
         path = Path(path)
         if not (path / "config.json").exists():
             raise InputError("not a model folder (no config.json)", path=path, field="--model")
         import torch
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.torch = torch
         self.processor = AutoProcessor.from_pretrained(path)
         model: Any = LlavaForConditionalGeneration.from_pretrained(path)  # its typed .to() refuses a str device
@@ -190,6 +218,35 @@ class LlavaAnswerer:
         return self.processor.decode(new_tokens, skip_special_tokens=True).strip()
 
 
+@dataclass(frozen=True)
+class LlavaWorker:
+    """The transformers backend's worker factory: what an executor sends each worker (the checkpoint's folder
+    and the generation settings, never the weights).
+
+    Called where it runs, it loads the checkpoint once (:class:`LlavaAnswerer`) and returns the batch
+    function: ``{"prompt", "image"}`` dicts in, one answer each out, asked one at a time (batched generation
+    pads the prompts, which could change a greedy answer).  An image that cannot be decoded there gives its
+    :class:`~vital.figures.images.ImageError` in place of the answer.
+    """
+
+    path: str
+    max_new_tokens: int
+    device: str = "auto"
+
+    def __call__(self) -> Callable[[list[dict[str, str]]], list[Any]]:
+        from vital.figures.images import ImageError
+
+        answerer = LlavaAnswerer(self.path, max_new_tokens=self.max_new_tokens, device=self.device)
+
+        def answer_one(question: dict[str, str]) -> str | ImageError:
+            try:
+                return answerer.answer(question["prompt"], Path(question["image"]))
+            except ImageError as exc:
+                return exc
+
+        return lambda questions: [answer_one(question) for question in questions]
+
+
 def answer_questions(
     questions: Iterable[Question],
     out: str | Path,
@@ -201,7 +258,7 @@ def answer_questions(
     """Answer ``questions`` into the answer file ``out`` (resumable); see the module docstring.
 
     ``config.backend="openai"`` needs ``engine`` (a :class:`vital.llm.EngineConfig`);
-    ``"transformers"`` loads the checkpoint folder ``engine.model`` (``--model DIR``).
+    ``"transformers"`` loads the checkpoint folder ``engine.model`` (``--model DIR``) on ``config.executor``.
     """
     from vital.figures.images import ImageError
     from vital.llm import JobFailed, image_part
@@ -212,11 +269,8 @@ def answer_questions(
         needed = "the checkpoint folder (--model DIR)" if config.backend == "transformers" else "a model connection"
         raise InputError(f"the {config.backend} backend needs {needed}", field="--model")
     _check_images(questions, config.images)
-    local = None
     if config.backend == "transformers":
-        check_checkpoint(engine.model)
-        local = LlavaAnswerer(engine.model, max_new_tokens=config.max_tokens, device=config.device)
-    model_id = local.name if local is not None else engine.label
+        return _answer_with_checkpoint(questions, out, config, Path(engine.model), progress)
 
     def make_work(client: Any) -> Any:
         async def work(question: Question) -> dict[str, Any]:
@@ -224,23 +278,12 @@ def answer_questions(
             if question.image is None or not question.image.exists():
                 raise JobFailed(f"image not found: {question.image}")
             try:
-                if local is not None:
-                    text = local.answer(prompt, question.image)
-                else:
-                    part = image_part(question.image, client.config.image_max_side)
-                    messages = [{"role": "user", "content": [{"type": "text", "text": prompt}, part]}]
-                    completion = await client.complete(messages, temperature=0.0, max_tokens=config.max_tokens)
-                    text = completion.text.strip()
+                part = image_part(question.image, client.config.image_max_side)
             except ImageError as exc:
                 raise JobFailed(f"image {question.image}: {exc}") from None
-            return {
-                "question_id": question.id,
-                "prompt": f"{prompt}\n{IMAGE_TOKEN}",
-                "text": text,
-                "answer_id": _answer_id(model_id, question.id, text),
-                "model_id": model_id,
-                "metadata": {"backend": config.backend, "image": str(question.image)},
-            }
+            messages = [{"role": "user", "content": [{"type": "text", "text": prompt}, part]}]
+            completion = await client.complete(messages, temperature=0.0, max_tokens=config.max_tokens)
+            return _answer_record(question, prompt, completion.text.strip(), engine.label, config.backend)
 
         return work
 
@@ -250,10 +293,52 @@ def answer_questions(
         make_work=make_work,
         inputs=(config.questions,),
         stage="eval-answer",
-        title=f"answering, {model_id}",
-        engine_config=engine if local is None else None,
+        title=f"answering, {engine.label}",
+        engine_config=engine,
         cache=config.cache_file,
         progress=progress,
+    )
+
+
+def _answer_with_checkpoint(
+    questions: list[Question], out: str | Path, config: AnswerConfig, checkpoint: Path, progress: Progress | None
+) -> RunResult:
+    """The transformers backend: :class:`LlavaWorker` on ``config.executor``.  A missing or unreadable image
+    fails its question here, before anything is sent to a worker."""
+    from vital.figures.images import ImageError, verify_image
+    from vital.llm import JobFailed
+
+    check_checkpoint(checkpoint)
+    model_id = f"transformers:{checkpoint.name}"
+
+    def prepare(question: Question) -> dict[str, str]:
+        if question.image is None or not question.image.exists():
+            raise JobFailed(f"image not found: {question.image}")
+        try:
+            verify_image(question.image)
+        except ImageError as exc:
+            raise JobFailed(f"image {question.image}: {exc}") from None
+        return {"prompt": question_prompt(question, yes_no_suffix=config.yes_no_suffix), "image": str(question.image)}
+
+    def finish(question: Question, answer: str | ImageError) -> dict[str, Any]:
+        if isinstance(answer, ImageError):
+            raise JobFailed(f"image {question.image}: {answer}")
+        prompt = question_prompt(question, yes_no_suffix=config.yes_no_suffix)
+        return _answer_record(question, prompt, answer, model_id, config.backend)
+
+    device = config.device if config.executor == "local" else "auto"  # a Ray actor: the GPU it was given
+    return run_batches(
+        questions,
+        out,
+        prepare=prepare,
+        make_worker=LlavaWorker(str(checkpoint), config.max_tokens, device),
+        finish=finish,
+        executor=config.executor,
+        batch_size=ANSWER_BATCH_SIZE,
+        stage="eval-answer",
+        title=f"answering, {model_id}",
+        progress=progress,
+        inputs=(config.questions,),
     )
 
 
