@@ -187,9 +187,7 @@ INPUTS = [
     Input("selector train", "--figures", "figures", "jsonl", FILE_KINDS, **FIGURE),
     Input("selector train", "--scores", "scores", "jsonl", FILE_KINDS, **SCORE),
     Input("selector train", "--preferences", "preferences", "jsonl", FILE_KINDS, **PREFERENCE),
-    Input("selector score", "MODEL_DIR", "selector", "folder", FOLDER_KINDS, known=(
-        ("missing_field", "Selector.load opens head.pt unchecked (src/vital/selector/model.py, under Ray work)"),
-        ("wrong_field_type", "Selector.load reads selector.json unchecked (src/vital/selector/model.py)"))),
+    Input("selector score", "MODEL_DIR", "selector", "folder", FOLDER_KINDS),
     Input("selector score", "--candidates", "candidates", "jsonl", FILE_KINDS, **CANDIDATE),
     Input("selector score", "--figures", "figures", "jsonl", FILE_KINDS, **FIGURE),
     Input("selector sweep", "--candidates", "candidates", "jsonl", FILE_KINDS, **CANDIDATE),

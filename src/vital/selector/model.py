@@ -44,7 +44,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -584,19 +584,16 @@ class Selector:
     ) -> Selector:
         """A fitted selector from :meth:`save`'s folder (encoders rebuilt from their specs unless given);
         an encoder other than the one it was trained with is refused.  ``executor`` is where its encoders
-        run now (see :mod:`vital.executor`), whatever the training used."""
+        run now (see :mod:`vital.executor`), whatever the training used.  The folder's files are checked
+        (:func:`read_manifest`) before torch or an encoder is loaded."""
+        directory = Path(directory)
+        manifest, config = read_manifest(directory, executor=executor)
+        manifest_path = directory / "selector.json"
+        metrics_path, curves_path = directory / "metrics.json", directory / "curves.json"
+        metrics = _json_file(metrics_path) if metrics_path.is_file() else {}
+        curves = _json_file(curves_path) if curves_path.is_file() else []
         import torch
 
-        directory = Path(directory)
-        manifest_path = directory / "selector.json"
-        if not manifest_path.is_file():
-            raise InputError("not a selector folder (selector.json is missing)", path=directory)
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc})", path=manifest_path) from None
-        known = {f.name for f in fields(SelectorConfig)} - {"executor"}
-        config = SelectorConfig(**{k: v for k, v in manifest["config"].items() if k in known}, executor=executor)
         selector = cls(config, text_encoder=text_encoder, image_encoder=image_encoder, cache_dir=cache_dir)
         featurizer = selector.featurizer
         selector.tuned_id = manifest.get("tuned_id")
@@ -617,18 +614,73 @@ class Selector:
                     path=manifest_path,
                     field=f"encoders.{kind}",
                 )
-        selector.input_dim = int(manifest["input_dim"])
+        selector.input_dim = manifest["input_dim"]
         selector.head = build_head(selector.input_dim, config, torch.Generator())
         selector.head.load_state_dict(torch.load(directory / "head.pt", map_location="cpu"))
         selector.head.eval()
-        metrics_path = directory / "metrics.json"
-        if metrics_path.is_file():
-            selector.metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        curves_path = directory / "curves.json"
-        if curves_path.is_file():
-            selector.curves = json.loads(curves_path.read_text(encoding="utf-8"))
+        selector.metrics, selector.curves = metrics, curves
         selector.directory = directory
         return selector
+
+
+def _json_file(path: Path) -> Any:
+    """A JSON file's value; not UTF-8 or not JSON is an :class:`InputError` naming the file and line."""
+    from vital.jsonl import utf8_text
+
+    try:
+        return json.loads(utf8_text(path))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
+
+
+def read_manifest(directory: Path, *, executor: str = "local") -> tuple[dict[str, Any], SelectorConfig]:
+    """selector.json of a saved selector, checked, and the config it holds (run on ``executor``).
+
+    Checks what :meth:`Selector.load` relies on, without torch: ``config`` a table of the selector's settings
+    (each of its type), ``encoders`` the names of a text and an image encoder, ``input_dim`` a positive
+    integer, the fine-tuned encoders' weights and ``head.pt`` present.  A problem is an
+    :class:`InputError` naming the file and the field.
+    """
+    manifest_path = directory / "selector.json"
+    if not manifest_path.is_file():
+        raise InputError("not a selector folder (selector.json is missing)", path=directory)
+    manifest = _json_file(manifest_path)
+
+    def refuse(field: str, problem: str) -> InputError:
+        return InputError(problem, path=manifest_path, field=field)
+
+    if not isinstance(manifest, dict):
+        raise InputError(f"expected a JSON object, found {type(manifest).__name__}", path=manifest_path)
+    settings = manifest.get("config")
+    if not isinstance(settings, dict):
+        raise refuse("config", "expected a table of the selector's settings")
+    config = SelectorConfig.from_mapping(
+        {**{key: value for key, value in settings.items() if key != "executor"}, "executor": executor},
+        where=lambda key: (str(manifest_path), None, f"config.{key}"))
+    encoders = manifest.get("encoders")
+    if not isinstance(encoders, dict):
+        raise refuse("encoders", "expected the names of the text and image encoders")
+    if not isinstance(encoders.get("text"), str):
+        raise refuse("encoders.text", "expected the text encoder's name")
+    if not isinstance(encoders.get("image"), str | None):
+        raise refuse("encoders.image", "expected the image encoder's name, or null")
+    dim = manifest.get("input_dim")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise refuse("input_dim", f"expected a positive integer (the head's width), found {dim!r}")
+    tuned = manifest.get("tuned_encoders") or {}
+    if not isinstance(tuned, dict) or any(kind not in ("text", "image") or not isinstance(name, str)
+                                          for kind, name in tuned.items()):
+        raise refuse("tuned_encoders", "expected the weights files of a fine-tuned text and image encoder")
+    if not isinstance(manifest.get("tuned_id"), str | None):
+        raise refuse("tuned_id", "expected a string, or null")
+    for kind, filename in tuned.items():
+        if not (directory / filename).is_file():
+            raise InputError(f"missing: the fine-tuned {kind} encoder's weights (tuned_encoders.{kind})",
+                             path=directory / filename)
+    if not (directory / "head.pt").is_file():
+        raise InputError("missing: the selector's head (its weights; train the selector again)",
+                         path=directory / "head.pt")
+    return manifest, config
 
 
 def _moments(features: FeatureSet, rows: np.ndarray) -> tuple[Any, Any]:
