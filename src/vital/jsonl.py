@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from vital.errors import InputError
 
@@ -41,7 +42,7 @@ def warn(message: str) -> None:
     log.warning(message)
 
 
-def _field_name(error: dict[str, Any]) -> str:
+def _field_name(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(record)"
 
 
@@ -150,7 +151,7 @@ class _JsonWalker:
         return self._line
 
     def skip_ws(self) -> str:
-        self.pos = _WHITESPACE.match(self.text, self.pos).end()
+        self.pos = _WHITESPACE.match(self.text, self.pos).end()  # type: ignore[union-attr]  # \s* always matches
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def fail(self, problem: str) -> InputError:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing_extensions import TypeIs
 
 from vital.errors import InputError
 from vital.jsonl import iter_json_lines, read_records, validation_to_input_error
@@ -160,7 +161,8 @@ def portable_path(image: str | Path, out_dir: Path) -> str:
     return image.relative_to(out_dir).as_posix() if image.is_relative_to(out_dir) else str(image)
 
 
-def _is_path(source: object) -> bool:
+def is_path(source: object) -> TypeIs[str | Path]:
+    """Is this input a file (a path), rather than records in memory?"""
     return isinstance(source, str | Path)
 
 
@@ -188,8 +190,8 @@ def figure_index(figures: FigureSource) -> dict[str, Figure]:
     """Figures by id, from a figures file or from records."""
     if isinstance(figures, Mapping):
         return dict(figures)
-    source = read_figures(figures) if _is_path(figures) else figures
-    return {figure.id: figure for figure in source}  # type: ignore[union-attr]
+    source = read_figures(figures) if is_path(figures) else figures
+    return {figure.id: figure for figure in source}
 
 
 def iter_candidates(
@@ -225,9 +227,9 @@ def iter_candidates(
 
 def read_candidates(candidates: CandidateSource, figures: Mapping[str, Figure] | None = None) -> list[Candidate]:
     """All candidates, from a candidates file (see :func:`iter_candidates`) or from records."""
-    if _is_path(candidates):
-        return [candidate for _, candidate in iter_candidates(candidates, figures)]  # type: ignore[arg-type]
-    out = list(candidates)  # type: ignore[arg-type]
+    if is_path(candidates):
+        return [candidate for _, candidate in iter_candidates(candidates, figures)]
+    out = list(candidates)
     if figures is not None:
         for candidate in out:
             if candidate.image is None and candidate.figure_id in figures:
@@ -242,10 +244,10 @@ def read_scores(scores: ScoreSource, *, source: str | None = "model") -> dict[st
     """
     if isinstance(scores, Mapping):
         return dict(scores)
-    records = read_records(scores, Score) if _is_path(scores) else scores
+    records = read_records(scores, Score) if is_path(scores) else scores
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
-    for score in records:  # type: ignore[union-attr]
+    for score in records:
         if source is not None and score.source != source:
             continue
         sums[score.candidate_id] += score.score
@@ -255,6 +257,6 @@ def read_scores(scores: ScoreSource, *, source: str | None = "model") -> dict[st
 
 def read_preferences(preferences: PreferenceSource) -> list[Preference]:
     """Preference records, from a preferences file or from records."""
-    if _is_path(preferences):
-        return list(read_records(preferences, Preference))  # type: ignore[arg-type]
-    return list(preferences)  # type: ignore[arg-type]
+    if is_path(preferences):
+        return list(read_records(preferences, Preference))
+    return list(preferences)

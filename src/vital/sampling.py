@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import random
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from vital.errors import InputError
 from vital.executor import Executor, executor_setting, open_executor
 from vital.jsonl import atomic_writer, dumps
 from vital.progress import Progress
-from vital.records import Figure, FigureSource, portable_path, read_figures
+from vital.records import Figure, FigureSource, is_path, portable_path, read_figures, require_records
 
 # Above this many figures, mini-batch k-means keeps clustering time in seconds.
 MINIBATCH_ABOVE = 20_000
@@ -94,10 +94,11 @@ def embed_images(
         return np.zeros((len(paths), 0), np.float32)
     keys = file_content_keys(paths)
     present = [i for i, key in enumerate(keys) if key is not None]
+    present_keys = [key for key in keys if key is not None]
     out = np.zeros((len(paths), encoder.dim), np.float32)
     if present:
         out[present] = encode_cached(
-            [keys[i] for i in present],
+            present_keys,
             [paths[i] for i in present],
             encoder.encode,
             encoder.dim,
@@ -160,11 +161,15 @@ def sample(
     image get zeros there.
     """
     # A file is read twice (the second pass picks the chosen records) rather than held in memory.
-    from_file = isinstance(figures, str | Path)
-    held = None if from_file else list(figures)  # type: ignore[arg-type]
+    path: str | Path | None = None
+    held: list[Figure] = []
+    if is_path(figures):
+        path = figures
+    else:
+        held = list(figures.values() if isinstance(figures, Mapping) else figures)
 
     def each_figure() -> Iterator[Figure]:
-        return read_figures(figures) if from_file else iter(held)  # type: ignore[arg-type]
+        return read_figures(path) if path is not None else iter(held)
 
     ids: list[str] = []
     texts: list[str] = []
@@ -175,12 +180,10 @@ def sample(
         texts.append(figure_text(figure))
         primary_domain.append(figure.domains[0] if figure.domains else "other")
         images.append(figure.image)
-    where = figures if from_file else None
-    if not ids:
-        raise InputError("has no figure records", path=where)
+    require_records(ids, figures, "figures")
     if len(set(ids)) != len(ids):
         duplicate = next(i for i, c in Counter(ids).items() if c > 1)
-        raise InputError(f"figure id {duplicate!r} occurs more than once", path=where, field="id")
+        raise InputError(f"figure id {duplicate!r} occurs more than once", path=path, field="id")
 
     cache = config.cache_dir or default_cache_dir()
     encoder = TextEncoder(config.text_encoder, max_seq_length=SAMPLE_MAX_TOKENS)
@@ -198,16 +201,15 @@ def sample(
     summary.domain_sizes.update(primary_domain)
     position = {ids[index]: rank for rank, index in enumerate(chosen)}
     cluster_of = {ids[index]: int(labels[index]) for index in chosen}
-    picked_records: list[Figure | None] = [None] * len(chosen)
+    picked: dict[int, Figure] = {}
     for figure in each_figure():
         rank = position.get(figure.id)
         if rank is not None:
-            picked_records[rank] = figure
+            picked[rank] = figure
     out = Path(out)
     out_dir = out.resolve().parent
     with atomic_writer(out) as handle:
-        for figure in picked_records:
-            assert figure is not None
+        for _, figure in sorted(picked.items()):
             record = figure.to_json_dict()
             if figure.image:
                 record["image"] = portable_path(figure.image, out_dir)

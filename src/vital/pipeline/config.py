@@ -198,8 +198,8 @@ def load_round(path: str | Path) -> Round:
             if key not in owners:
                 problem = (f"is set by the round itself ({spec.name} reads the files other stages write)"
                            if key in spec.wired else f"unknown setting (expected one of {', '.join(owners)})")
-                file, line, name = where(key)
-                raise InputError(problem, path=file, line=line, field=name)
+                file, key_line, name = where(key)
+                raise InputError(problem, path=file, line=key_line, field=name)
         configs = {}
         for cls in classes:
             mine = {key: value for key, value in values.items() if cls in owners[key]}
