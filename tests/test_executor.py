@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vital.embeddings import EncoderFactory
-from vital.executor import ActorShape, ExecutorError, LocalExecutor, RayExecutor, actor_shape
+from vital.executor import ActorShape, ExecutorError, LocalExecutor, RayExecutor, actor_shape, torch_device
 from vital.selector.encoders import HashingTextEncoder, ImageDescriptor
 
 
@@ -129,6 +129,21 @@ def test_an_encoder_reaches_a_worker_as_its_recipe_and_stays_itself_in_this_proc
     assert pickle.loads(shipped)()(["abc"]).tolist() == [[6.0]] and Model.built == built + 1
     plain = pickle.loads(pickle.dumps(EncoderFactory(HashingTextEncoder(dim=8).encode)))
     assert plain()(["a b"]).shape == (1, 8)  # a model-free encoder travels as it is
+
+
+def test_workers_rebuild_the_selectors_model_encoders_for_the_gpu_they_were_given(monkeypatch):
+    import torch
+
+    from vital.selector import Selector, SelectorConfig
+
+    featurizer = Selector(SelectorConfig(text_encoder="minilm")).featurizer  # MiniLM loads on first use only
+    assert featurizer.text_encoder._encoder.device == "cpu"  # this process: the CPU, unless told
+    rebuilt = featurizer.rebuild["text"]()
+    assert rebuilt.name == featurizer.text_encoder.name and rebuilt._encoder.device == "auto"
+    assert featurizer.rebuild["image"].keywords == {"device": "auto"}
+    assert torch_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # an actor that Ray gave a GPU
+    assert (torch_device("auto"), torch_device("cpu")) == ("cuda", "cpu")
 
 
 def test_the_local_executor_gives_every_batch_in_order():

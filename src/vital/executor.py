@@ -69,6 +69,16 @@ def executor_setting() -> Any:
         "local Ray sized to this machine; install vital[ray]).", choices=EXECUTORS, changes_output=False)
 
 
+def torch_device(device: str) -> str:
+    """``device``, with ``"auto"`` made the GPU when this process can see one, else the CPU: how a model
+    rebuilt on a worker uses the GPU Ray gave its actor (Ray shows an actor only the GPUs it reserved)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class ExecutorError(InputError):
     """The executor could not do the work (Ray missing or unreachable, no batch for too long, a failed
     worker): one line naming the stage and what to check, shown like any unusable input."""

@@ -40,7 +40,7 @@ from vital.conversation import IMAGE_TOKEN
 from vital.errors import InputError
 from vital.evaluate.questions import Question, load_questions
 from vital.evaluate.runs import RunResult, run_batches, run_resumable
-from vital.executor import executor_setting
+from vital.executor import executor_setting, torch_device
 from vital.progress import Progress
 from vital.tuning.model import check_weights
 
@@ -196,8 +196,7 @@ class LlavaAnswerer:
         import torch
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch_device(device)
         self.torch = torch
         self.processor = AutoProcessor.from_pretrained(path)
         model: Any = LlavaForConditionalGeneration.from_pretrained(path)  # its typed .to() refuses a str device

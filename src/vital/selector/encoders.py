@@ -24,6 +24,12 @@ Specs, as given on the command line (``--text-encoder`` / ``--image-encoder``):
     for when no pretrained image weights are available offline.
 ``none`` (image)
     No image features.
+
+The model encoders (sentence-transformers, open_clip) take a ``device``:
+``"cpu"`` (the default, and what this process uses unless told), a torch
+device, or ``"auto"`` -- the GPU when the process can see one, else the CPU,
+which is how an executor's worker rebuilds them, so a Ray actor given a GPU
+uses it.  Vectors always come back as float32 arrays on the CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vital.errors import InputError
+from vital.executor import torch_device
 from vital.figures.images import ImageError, load_image
 
 OPEN_CLIP_PREFIX = "open_clip:"
@@ -61,10 +68,10 @@ class Encoder(Protocol):
 class SentenceEncoder:
     """A sentence-transformers model (by name or local folder), via :class:`vital.embeddings.TextEncoder`."""
 
-    def __init__(self, model: str | None = None, *, batch_size: int = 64) -> None:
+    def __init__(self, model: str | None = None, *, batch_size: int = 64, device: str = "cpu") -> None:
         from vital.embeddings import TextEncoder
 
-        self._encoder = TextEncoder(model, batch_size=batch_size)
+        self._encoder = TextEncoder(model, batch_size=batch_size, device=device)
         self.name = f"sentence:{self._encoder.name}"
         self.tuned_from: str | None = None
 
@@ -168,8 +175,9 @@ class ImageDescriptor:
 
 
 @lru_cache(maxsize=4)
-def load_open_clip(model: str) -> tuple[Any, Any, Any]:
-    """``(model, preprocess, tokenizer)`` of an ``hf-hub:``/``local-dir:`` open_clip model (pretrained)."""
+def load_open_clip(model: str, device: str = "cpu") -> tuple[Any, Any, Any]:
+    """``(model, preprocess, tokenizer)`` of an ``hf-hub:``/``local-dir:`` open_clip model (pretrained), on
+    ``device`` (a torch device; one model per device, shared by its image and text towers)."""
     import open_clip
 
     if not model.startswith(("hf-hub:", "local-dir:")):
@@ -184,7 +192,7 @@ def load_open_clip(model: str) -> tuple[Any, Any, Any]:
             "holding open_clip_config.json and its weights, or use --image-encoder descriptor",
             field="encoder",
         ) from None
-    clip.eval()
+    clip.to(device).eval()
     return clip, preprocess, open_clip.get_tokenizer(model)
 
 
@@ -202,13 +210,15 @@ def _weights_fingerprint(model: str) -> str:
 
 
 class OpenClipTower:
-    """The image or the text tower of an open_clip model (BiomedCLIP by default), L2-normalised."""
+    """The image or the text tower of an open_clip model (BiomedCLIP by default), L2-normalised, on ``device``
+    (``"auto"``: the GPU if there is one)."""
 
-    def __init__(self, model: str, kind: str, *, batch_size: int = 32) -> None:
+    def __init__(self, model: str, kind: str, *, batch_size: int = 32, device: str = "cpu") -> None:
         self.model_name = model
         self.kind = kind
         self.batch_size = batch_size
-        self.clip, self.preprocess, self.tokenizer = load_open_clip(model)
+        self.device = torch_device(device)
+        self.clip, self.preprocess, self.tokenizer = load_open_clip(model, self.device)
         self.name = f"open_clip-{kind}:{model}{_weights_fingerprint(model)}"
         self.tuned_from: str | None = None
         self._dim: int | None = None
@@ -225,9 +235,9 @@ class OpenClipTower:
 
             with torch.no_grad():
                 if self.kind == "image":
-                    probe = self.clip.encode_image(self.preprocess(Image.new("RGB", (64, 64))).unsqueeze(0))
+                    probe = self._encode_pixels(self.preprocess(Image.new("RGB", (64, 64))).unsqueeze(0))
                 else:
-                    probe = self.clip.encode_text(self.tokenizer(["probe"]))
+                    probe = self.forward(["probe"])
             self._dim = int(probe.shape[-1])
         return self._dim
 
@@ -243,18 +253,24 @@ class OpenClipTower:
                 continue
         return (torch.stack(tensors) if tensors else None), readable
 
+    def _encode_pixels(self, pixels: Any) -> Any:
+        """Normalised image vectors of preprocessed ``pixels``, computed on the tower's device, on the CPU."""
+        import torch.nn.functional as functional
+
+        return functional.normalize(self.clip.encode_image(pixels.to(self.device)), dim=-1).cpu()
+
     def forward(self, items: Sequence[Any]) -> Any:
+        """Vectors as a CPU tensor that carries gradients (``finetune_encoder``); an unreadable image is zeros."""
         import torch
         import torch.nn.functional as functional
 
         if self.kind == "text":
-            return functional.normalize(self.clip.encode_text(self.tokenizer(list(items))), dim=-1)
+            tokens = self.tokenizer(list(items)).to(self.device)
+            return functional.normalize(self.clip.encode_text(tokens), dim=-1).cpu()
         pixels, readable = self._pixels(items)
         out = torch.zeros(len(items), self.dim)
         if pixels is not None:
-            out = out.index_put(
-                (torch.tensor(readable),), functional.normalize(self.clip.encode_image(pixels), dim=-1)
-            )
+            out = out.index_put((torch.tensor(readable),), self._encode_pixels(pixels))
         return out
 
     def encode(self, items: Sequence[Any]) -> np.ndarray:
@@ -270,32 +286,30 @@ class OpenClipTower:
                 vectors = np.full((len(batch), self.dim), np.nan, dtype=np.float32)
                 pixels, readable = self._pixels(batch)
                 if pixels is not None:
-                    vectors[readable] = torch.nn.functional.normalize(
-                        self.clip.encode_image(pixels), dim=-1
-                    ).numpy()
+                    vectors[readable] = self._encode_pixels(pixels).numpy()
                 rows.append(vectors)
         return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, self.dim), np.float32)
 
 
-def load_text_encoder(spec: str) -> Encoder:
-    """A text encoder from its spec (see the module docstring)."""
+def load_text_encoder(spec: str, *, device: str = "cpu") -> Encoder:
+    """A text encoder from its spec (see the module docstring); a model encoder runs on ``device``."""
     if spec in ("minilm", "", "default"):
-        return SentenceEncoder(None)
+        return SentenceEncoder(None, device=device)
     if spec == "hashing":
         return HashingTextEncoder()
     if spec.startswith(OPEN_CLIP_PREFIX):
-        return OpenClipTower(spec[len(OPEN_CLIP_PREFIX) :], "text")
-    return SentenceEncoder(spec)
+        return OpenClipTower(spec[len(OPEN_CLIP_PREFIX) :], "text", device=device)
+    return SentenceEncoder(spec, device=device)
 
 
-def load_image_encoder(spec: str) -> Encoder | None:
-    """An image encoder from its spec, or ``None`` for ``none``."""
+def load_image_encoder(spec: str, *, device: str = "cpu") -> Encoder | None:
+    """An image encoder from its spec, or ``None`` for ``none``; a model encoder runs on ``device``."""
     if spec == "none":
         return None
     if spec == "descriptor":
         return ImageDescriptor()
     if spec.startswith(OPEN_CLIP_PREFIX):
-        return OpenClipTower(spec[len(OPEN_CLIP_PREFIX) :], "image")
+        return OpenClipTower(spec[len(OPEN_CLIP_PREFIX) :], "image", device=device)
     raise InputError(
         f"unknown image encoder {spec!r} (expected descriptor, none, "
         "or open_clip:hf-hub:... / open_clip:local-dir:...)",

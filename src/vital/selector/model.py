@@ -202,11 +202,12 @@ class Selector:
         if self._featurizer is None:
             text = self._text_encoder or load_text_encoder(self.config.text_encoder)
             image = self._image_encoder or load_image_encoder(self.config.image_encoder)
-            rebuild: dict[str, Any] = {}  # an executor's workers load the encoders from their specs
+            # an executor's workers load the encoders from their specs, on the GPU they were given if any
+            rebuild: dict[str, Any] = {}
             if self._text_encoder is None:
-                rebuild["text"] = functools.partial(load_text_encoder, self.config.text_encoder)
+                rebuild["text"] = functools.partial(load_text_encoder, self.config.text_encoder, device="auto")
             if self._image_encoder is None:
-                rebuild["image"] = functools.partial(load_image_encoder, self.config.image_encoder)
+                rebuild["image"] = functools.partial(load_image_encoder, self.config.image_encoder, device="auto")
             self._featurizer = Featurizer(text, image, self.config.text_layout, self.cache_dir, rebuild)
         return self._featurizer
 
