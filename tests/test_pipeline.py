@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from openai_double import DoubleConfig, running_double
 
 import vital
+from openai_double import DoubleConfig, running_double
 from vital.errors import InputError
 from vital.pipeline import EXIT_WAITING
 
@@ -222,10 +222,6 @@ require_preferences = 2
 
 
 def test_the_clinician_gate_waits_then_goes_on_with_their_preferences(tmp_path):
-    from fastapi.testclient import TestClient
-
-    from vital.annotate import AnnotationDB, ServeConfig, add_user, create_app, issue_login_token, login_url
-
     config = light_round(tmp_path, GATED_ROUND)
     lines: list[str] = []
     first = vital.run(config, say=lines.append)
@@ -237,11 +233,7 @@ def test_the_clinician_gate_waits_then_goes_on_with_their_preferences(tmp_path):
     cli = vital_cli("run", config)
     assert cli.returncode == EXIT_WAITING and "waiting for clinicians" in cli.stderr
 
-    db = AnnotationDB(tmp_path / "annotations.db")
-    client = TestClient(create_app(db, ServeConfig()))
-    user, _ = add_user(db, "dr-lee")
-    client.get(login_url("", issue_login_token(db, user)), follow_redirects=True)
-    headers = {"X-CSRF-Token": client.cookies["csrf_token"]}
+    client, headers = signed_in_client(tmp_path / "annotations.db", "dr-lee")
     answered = 0
     while (task := client.post("/api/tasks/next", params={"kind": "compare"}, headers=headers)).status_code == 200:
         reply = client.post(f"/api/tasks/{task.json()['task_id']}/answer", json={"choice": "A"}, headers=headers)
@@ -255,6 +247,43 @@ def test_the_clinician_gate_waits_then_goes_on_with_their_preferences(tmp_path):
     assert second.statuses["judge"] == "skipped"
     pairs = json.loads((tmp_path / "selector" / "metrics.json").read_text())["pairs"]
     assert pairs["human_train"] + pairs["human_held_out"] >= 2
+
+
+def signed_in_client(db_path: Path, name: str):
+    from fastapi.testclient import TestClient
+
+    from vital.annotate import AnnotationDB, ServeConfig, add_user, create_app, issue_login_token, login_url
+
+    db = AnnotationDB(db_path)
+    client = TestClient(create_app(db, ServeConfig()))
+    user, _ = add_user(db, name)
+    client.get(login_url("", issue_login_token(db, user)), follow_redirects=True)
+    return client, {"X-CSRF-Token": client.cookies["csrf_token"]}
+
+
+def test_clinicians_choose_demonstrations_before_the_corpus_is_generated(tmp_path):
+    config = light_round(tmp_path, LIGHT_ROUND + '\n[annotate]\nrequire_demonstrations = 2\n')
+    first = vital.run(config)
+    assert first.exit_status == EXIT_WAITING
+    assert first.statuses["draft"] == "done" and first.statuses["annotate_demos"] == "waiting"
+    assert first.statuses["generate"] == first.statuses["judge"] == first.statuses["select"] == "waiting"
+    drafts = [json.loads(line) for line in (tmp_path / "draft-candidates.jsonl").read_text().splitlines()]
+    assert {c["figure_id"] for c in drafts} == {json.loads(line)["id"] for line in
+                                                (tmp_path / "sample.jsonl").read_text().splitlines()}
+    assert not (tmp_path / "candidates.jsonl").exists()
+
+    client, headers = signed_in_client(tmp_path / "annotations.db", "dr-kim")
+    for _ in range(2):
+        task = client.post("/api/tasks/next", params={"kind": "demos"}, headers=headers).json()
+        best = task["candidates"][0]["id"]
+        reply = client.post(f"/api/tasks/{task['task_id']}/answer", json={"best": best, "acceptable": []},
+                            headers=headers)
+        assert reply.status_code == 200, reply.text
+    second = vital.run(config)
+    assert second.exit_status == 0, second.statuses
+    assert second.statuses["annotate_demos"] == "done" and second.statuses["generate"] == "done"
+    demos = (tmp_path / "clinician-demos.jsonl").read_text().splitlines()
+    assert len(demos) == 2 and all(json.loads(line)["conversations"] for line in demos)
 
 
 def test_no_wait_goes_on_with_the_judge_alone(tmp_path):

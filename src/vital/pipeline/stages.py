@@ -394,30 +394,29 @@ def _replace_if_changed(fresh: Path, target: Path) -> None:
 
 
 class _AnnotationStage(Stage):
-    """Load candidates of the sampled figures into the annotation database, export what clinicians gave."""
+    """Load candidates of the sampled figures into the annotation database, export what clinicians gave, and
+    wait while they have given fewer than the round requires."""
 
     section = "annotate"
     kind = ""
+    """What the clinicians give here: demonstrations or preferences."""
+    candidates_name = ""
     export_name = ""
+    required_setting = ""
+    """The ``[annotate]`` setting that says how many the round waits for."""
 
     def _figures(self, context: Context) -> Path:
         return context.path("sample.jsonl") if context.round.enabled("sample") else context.path("figures.jsonl")
 
-    def _candidates(self, context: Context) -> Path:
-        raise NotImplementedError
-
-    def _required(self, context: Context) -> int:
-        raise NotImplementedError
-
     def inputs(self, context: Context) -> list[Path]:
-        return [self._figures(context), self._candidates(context)]
+        return [self._figures(context), context.path(self.candidates_name)]
 
     def settings(self, context: Context) -> dict[str, Any]:
         """The settings, and what the clinicians have given so far: new answers are a change."""
         from vital.annotate import annotation_counts
 
-        counts = annotation_counts(_database(context)) if Path(_database(context)).exists() or (
-            "://" in _database(context)) else None
+        db = _database(context)
+        counts = annotation_counts(db) if "://" in db or Path(db).exists() else None
         answers = {kind: n for kind, n in counts.answers.items() if n} if counts else {}
         return {**super().settings(context), "answers": answers}
 
@@ -425,29 +424,29 @@ class _AnnotationStage(Stage):
         return [context.path(self.export_name)]
 
     def run(self, context: Context) -> Outcome:
-        from vital.annotate import annotation_counts, load_corpus
+        from vital.annotate import annotation_counts, export_demonstrations, export_preferences, load_corpus
         from vital.records import figure_index, read_candidates
 
         figures = figure_index(self._figures(context))
-        candidates = [c for c in read_candidates(self._candidates(context)) if c.figure_id in figures]
+        candidates = [c for c in read_candidates(context.path(self.candidates_name)) if c.figure_id in figures]
         db = _database(context)
         loaded = load_corpus(db, figures, candidates, images=_image_folders(context), progress=context.progress)
         out = context.path(self.export_name)
         fresh = out.with_name(f".{out.name}.new")
-        exported = self._export(db, fresh)
+        if self.kind == "demonstrations":
+            have = export_demonstrations(db, fresh).records
+        else:
+            have = export_preferences(db, fresh, answers="compare").records
         _replace_if_changed(fresh, out)
         counts = annotation_counts(db)
-        have, required = exported, self._required(context)
+        required = getattr(context.config("annotate", AnnotateSettings), self.required_setting)
         outcome = Outcome(counts={"items": loaded.total_items, "answers": counts.answers,
                                   "annotators": counts.annotators, self.kind: have})
         if have < required and not context.no_wait:
             outcome.status = "waiting"
-            outcome.notes = _gate_instructions(context, self._candidates(context),
+            outcome.notes = _gate_instructions(context, context.path(self.candidates_name),
                                                f"{have} of {required} {self.kind} so far")
         return outcome
-
-    def _export(self, db: str, out: Path) -> int:
-        raise NotImplementedError
 
 
 class AnnotateDemosStage(_AnnotationStage):
@@ -456,24 +455,15 @@ class AnnotateDemosStage(_AnnotationStage):
     name = "annotate_demos"
     needs = ("draft",)
     kind = "demonstrations"
+    candidates_name = "draft-candidates.jsonl"
     export_name = "clinician-demos.jsonl"
+    required_setting = "require_demonstrations"
 
     def configured(self, round_: Round) -> bool:
         return DraftStage().configured(round_)
 
     def off_reason(self, round_: Round) -> str:
         return DraftStage().off_reason(round_)
-
-    def _candidates(self, context: Context) -> Path:
-        return context.path("draft-candidates.jsonl")
-
-    def _required(self, context: Context) -> int:
-        return context.config("annotate", AnnotateSettings).require_demonstrations
-
-    def _export(self, db: str, out: Path) -> int:
-        from vital.annotate import export_demonstrations
-
-        return export_demonstrations(db, out).records
 
 
 class AnnotateStage(_AnnotationStage):
@@ -482,20 +472,9 @@ class AnnotateStage(_AnnotationStage):
     name = "annotate"
     needs = ("generate",)
     kind = "preferences"
+    candidates_name = "candidates.jsonl"
     export_name = "preferences.jsonl"
-
-    def _candidates(self, context: Context) -> Path:
-        return context.path("candidates.jsonl")
-
-    def _required(self, context: Context) -> int:
-        return context.config("annotate", AnnotateSettings).require_preferences
-
-    def _export(self, db: str, out: Path) -> int:
-        from vital.annotate import export_preferences
-
-        return export_preferences(db, out, answers="compare").records
-
-
+    required_setting = "require_preferences"
 
 class TuneStage(Stage):
     """Instruction-tune the base on the selected data; without a base (a CPU and no model) it is off."""
