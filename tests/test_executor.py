@@ -82,7 +82,8 @@ def test_import_vital_and_help_do_not_import_ray():
     code = ("import sys, vital\n"
             "from vital.cli import main\n"
             "for argv in (['vital', '--help'], ['vital', 'sample', '--help'], ['vital', 'selector', 'score', "
-            "'--help'], ['vital', 'selector', 'train', '--help'], ['vital', 'eval', 'answer', '--help']):\n"
+            "'--help'], ['vital', 'selector', 'train', '--help'], ['vital', 'selector', 'sweep', '--help'], "
+            "['vital', 'eval', 'answer', '--help']):\n"
             "    sys.argv = argv\n"
             "    try:\n"
             "        main()\n"
@@ -195,6 +196,24 @@ def test_a_selector_trained_and_scoring_on_ray_is_the_local_one(local_ray, corpu
     # the cache the Ray run filled serves a local run: no encoder call at all
     again, again_scores = score("local", "ray-cache", "local-after-ray.jsonl")
     assert set(again["encoded"].values()) == {0} and again_scores == cold_scores
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_sweep_on_ray_trains_the_local_selectors(local_ray, corpus, tmp_path, monkeypatch):
+    def sweep(executor: str) -> dict:
+        out = tmp_path / f"sweep-{executor}"
+        result = vital_cli("selector", "sweep", "--candidates", str(corpus["candidates"]), "--figures",
+                           str(corpus["figures"]), "--scores", str(corpus["scores"]), "--out", str(out),
+                           "--text-encoder", "hashing", "--hidden-size", "16", "--epochs", "2", "--human-weight",
+                           "1,10", "--cache-dir", str(tmp_path / f"cache-{executor}"), "--executor", executor)
+        for run in result["runs"]:
+            run["model_dir"] = Path(run["model_dir"]).relative_to(out).as_posix()
+        return result
+
+    local = sweep("local")
+    refuse_to_encode(monkeypatch)  # the Ray sweep's features are computed on its actors
+    assert sweep("ray") == local and local["runs"][0]["agreement"] > 0.5
 
 
 @pytest.mark.slow

@@ -66,7 +66,7 @@ def executor_setting() -> Any:
     """The ``executor`` field of a stage's config: where its models run (it never changes the output)."""
     return setting(
         "local", "Where the models run: local (this process) or ray (the Ray cluster at $RAY_ADDRESS, else a "
-        "local Ray sized to this machine; install vital[ray]).", choices=EXECUTORS, changes_output=False)
+        "local Ray sized to this machine; needs vital's ray extra).", choices=EXECUTORS, changes_output=False)
 
 
 def torch_device(device: str) -> str:

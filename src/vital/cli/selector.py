@@ -148,7 +148,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {result.scored} scores to {result.out}{note}")
 
     @group.command()
-    @config_options(SelectorConfig, exclude=("human_weight", "finetune_encoder", "executor"))
+    @config_options(SelectorConfig, exclude=("human_weight", "finetune_encoder"))
     def sweep(
         candidates: Candidates,
         out: Annotated[Path, typer.Option("--out", help="Folder: one selector per weight, sweep.json, sweep.png.")],

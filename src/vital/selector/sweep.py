@@ -72,8 +72,9 @@ def sweep_human_weight(
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> SweepResult:
-    """Train one selector per weight of clinician pairs on the same features; write ``out/w<weight>/``,
-    ``out/sweep.json`` and ``out/sweep.png`` (held-out agreement by weight, the judge's beside it)."""
+    """Train one selector per weight of clinician pairs on the same features (extracted once, their encoders
+    on ``config.executor``); write ``out/w<weight>/``, ``out/sweep.json`` and ``out/sweep.png`` (held-out
+    agreement by weight, the judge's beside it)."""
     from vital.selector.plots import plot_sweep
 
     config = config or SelectorConfig()
@@ -90,7 +91,7 @@ def sweep_human_weight(
     preference_list = inputs.preferences(preferences)
 
     first = Selector(config, text_encoder=text_encoder, image_encoder=image_encoder, cache_dir=cache_dir)
-    features = first.featurizer.transform(candidate_list, index, progress=progress)
+    features = first.features(candidate_list, index, progress=progress)  # on config.executor
     rows = {cid: row for row, cid in enumerate(features.candidate_ids)}
     clinician = len(preference_pairs(preference_list, rows, 1.0).pairs)
     result = SweepResult(out, weights, clinician, weight_has_effect=clinician > 0)
