@@ -18,6 +18,7 @@ from vital.lazy import lazy_attributes
 
 _NAMES = {
     "SelectorConfig": "vital.selector.config",
+    "ScoreConfig": "vital.selector.config",
     "Selector": "vital.selector.model",
     "ScoreResult": "vital.selector.model",
     "FeatureSet": "vital.selector.features",
