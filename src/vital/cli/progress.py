@@ -27,6 +27,20 @@ from rich.table import Table
 stderr = Console(stderr=True)
 
 
+def quiet_libraries() -> None:
+    """Model libraries' own progress bars, advice and deprecation warnings would interleave with our bars.
+
+    Set through the environment (read when those libraries load), so nothing heavy is imported here.
+    """
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
+
+
 class _RichTask:
     def __init__(self, progress: Progress, task: TaskID) -> None:
         self._progress, self._task = progress, task

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vital.cli.progress import RichProgress
+from vital.cli.progress import RichProgress, quiet_libraries
 
 
 def _style(rest: str) -> str:
@@ -22,6 +22,7 @@ def run_round(config: Path, *, only: list[str], from_stage: str | None, force: l
 
     from vital.pipeline import EXIT_WAITING, run
 
+    quiet_libraries()
     progress = RichProgress(transient=True)
 
     def say(line: str) -> None:
@@ -52,6 +53,7 @@ def register(app: typer.Typer) -> None:
         """Write DIRECTORY/vital.toml: a commented starter for your corpus, or the demo round."""
         from vital.pipeline import init as write_config
 
+        quiet_libraries()
         config = write_config(directory, demo=demo)
         typer.echo(f"wrote {config}" + ("" if demo else "; edit it, then: vital run " + str(config)))
 
@@ -79,5 +81,6 @@ def register(app: typer.Typer) -> None:
 
         config = workspace / "vital.toml"
         if not config.exists():
+            quiet_libraries()
             write_config(workspace, demo=True)
         run_round(config, only=[], from_stage=None, force=[], no_wait=False)

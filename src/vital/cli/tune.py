@@ -28,17 +28,6 @@ class _TuneGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-def _quiet_transformers() -> None:
-    """transformers' own progress bars and advice would interleave with ours."""
-    import warnings
-
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-
-
 def _print_result(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -94,7 +83,7 @@ def register(app: typer.Typer) -> None:
         """
         import json
 
-        from vital.cli.progress import RichProgress
+        from vital.cli.progress import RichProgress, quiet_libraries
         from vital.errors import InputError
         from vital.jsonl import json_safe
         from vital.tuning import tune
@@ -102,7 +91,7 @@ def register(app: typer.Typer) -> None:
         files = [*(data or []), *more_data]
         if not files:
             raise InputError("give at least one DATA file", field="DATA")
-        _quiet_transformers()
+        quiet_libraries()
         try:
             result = tune(files, base, out, config, progress=None if as_json else RichProgress())
         except Exception as exc:
@@ -138,9 +127,10 @@ def register(app: typer.Typer) -> None:
             "family's (vicuna_v1 for llava_llama, mistral_instruct for llava_mistral)."),
     ) -> None:
         """Convert an original LLaVA / LLaVA-Med checkpoint to the llava-hf layout (vital tune --base takes it)."""
+        from vital.cli.progress import quiet_libraries
         from vital.tuning import convert_checkpoint
 
-        _quiet_transformers()
+        quiet_libraries()
         typer.echo(f"wrote {convert_checkpoint(src, out, vision_tower=vision_tower, template=template)}")
 
     app.add_typer(tune_app, name="tune")
