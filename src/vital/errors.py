@@ -2,9 +2,11 @@
 
 Every stage raises :class:`InputError` for input it cannot use; the CLI turns it
 into a single line on stderr (``FILE:LINE: field 'x': problem``) and exit
-status 2.  Whole-file outputs are written atomically, so they are never left
-half-written; streamed outputs keep every record finished before the bad one,
-and a rerun after the input is fixed resumes from there.
+status 2.  Stages check their inputs before they write (generate reads every
+figure still to do first); whole-file outputs are written atomically, so they
+are never left half-written; where a bad record can only be found late (the
+annotation database commits its corpus in batches), what was finished before
+it is kept and a rerun after the input is fixed goes on from there.
 """
 
 from __future__ import annotations
