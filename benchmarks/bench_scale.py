@@ -1,7 +1,8 @@
 """Scale: feature extraction on the local executor and on a local Ray, BiomedCLIP-shaped encoder throughput,
 and the PMC-15M plan computed from them.
 
-    python -m benchmarks scale        (BENCH_SCALE_FIGURES=4000 and BENCH_SCALE_MINILM_FIGURES=200 by default)
+    python -m benchmarks scale        (BENCH_SCALE_FIGURES=4000, BENCH_SCALE_MINILM_FIGURES=200 and
+                                       BENCH_SCALE_QUESTIONS=40 by default)
 
 1. The selector's feature extraction (images + texts, cold cache) in a fresh child process per run: on the
    local executor, then on a local Ray (started by the run) with 1 and with 2 actors.  Twice: with the
@@ -9,6 +10,10 @@ and the PMC-15M plan computed from them.
    overhead) and with MiniLM for the texts (real model work per item).  Per run: Ray's start-up (``ray.init``),
    the extraction, the whole run with shut-down, items encoded per second, the overhead against the local run,
    and the driver's peak memory (Ray's workers are other processes).
+   Then ``vital eval answer --backend transformers``: the tiny random LLaVA (``build_tiny_llava``) answering
+   the same questions locally and on a local Ray (one actor per CPU, each loading the model once): Ray's
+   start-up, the answering, questions/s, the overhead against the local run, and whether the answer files
+   are byte for byte the same.
 2. BiomedCLIP-shaped towers with random weights built from their configurations (no download): the
    ViT-B/16 image tower (open_clip ``ViT-B-16``) at 224 px and a BERT-base text tower at 256 tokens
    (BiomedCLIP's PubMedBERT shape): images/s and texts/s on this CPU, FLOPs per item (from the weights),
@@ -39,6 +44,8 @@ from rich.table import Table
 
 N_FIGURES = int(os.environ.get("BENCH_SCALE_FIGURES", "4000"))
 N_MINILM_FIGURES = int(os.environ.get("BENCH_SCALE_MINILM_FIGURES", "200"))
+N_QUESTIONS = int(os.environ.get("BENCH_SCALE_QUESTIONS", "40"))
+ANSWER_TOKENS = 8
 RUNS = [("local", None), ("ray", 1), ("ray", 2)]
 ENCODERS = {"model-free": ("hashing", "descriptor"), "MiniLM": ("minilm", "descriptor")}
 
@@ -97,9 +104,9 @@ def extract(folder: Path, encoders: str, executor: str, actors: int | None) -> d
             "items": sum(features.encoded.values()), "peak_mb": peak_mb()}
 
 
-def run_child(folder: Path, encoders: str, executor: str, actors: int | None) -> dict:
-    argv = [sys.executable, "-m", "benchmarks.bench_scale", "--child", str(folder), encoders, executor,
-            str(actors or 0)]
+def run_child(*args: str) -> dict:
+    """``extract`` or ``answer`` in a fresh process, with the load average it started at."""
+    argv = [sys.executable, "-m", "benchmarks.bench_scale", "--child", *args]
     load = os.getloadavg()[0]
     done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
@@ -116,7 +123,7 @@ def executor_table(root: Path) -> Table:
     for encoders, folder in folders.items():
         local_total = None
         for executor, actors in RUNS:
-            run = run_child(folder, encoders, executor, actors)
+            run = run_child("extract", str(folder), encoders, executor, str(actors or 0))
             if executor == "local":
                 local_total = run["total"]
             assert local_total is not None
@@ -127,6 +134,72 @@ def executor_table(root: Path) -> Table:
                 "1.00" if executor == "local" else f"{run['total'] / local_total:.2f}x",
                 f"{run['peak_mb']:.0f}", f"{run['load']:.1f}",
             )
+    return table
+
+
+def write_questions(root: Path) -> Path:
+    """The tiny LLaVA, and ``N_QUESTIONS`` questions about noise images of their own."""
+    from PIL import Image
+
+    # built in a process of its own: a child's peak RSS starts at its parent's, which torch would raise
+    build = f"from vital.tuning.tiny import build_tiny_llava; build_tiny_llava({str(root / 'tiny-llava')!r})"
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True)
+    (root / "images").mkdir()
+    rows = []
+    for i in range(N_QUESTIONS):
+        pixels = (np.random.default_rng(i).random((40, 40, 3)) * 255).astype("uint8")
+        Image.fromarray(pixels).save(root / "images" / f"{i}.png")
+        rows.append({"question_id": i, "image": f"{i}.png", "text": "What is shown in this image?"})
+    questions = root / "questions.jsonl"
+    questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return questions
+
+
+def answer(root: Path, executor: str) -> dict:
+    """One answering run, in this (child) process; on Ray, the local Ray is started (and timed) first."""
+    from vital.evaluate.answer import AnswerConfig, eval_answer
+    from vital.executor import LOCAL_OBJECT_STORE_MB, machine_cpus
+    from vital.llm import EngineConfig
+
+    began = time.perf_counter()
+    if executor == "ray":
+        import ray
+
+        ray.init(num_cpus=machine_cpus(), object_store_memory=LOCAL_OBJECT_STORE_MB * 2**20,
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    started = time.perf_counter()
+    config = AnswerConfig(questions=root / "questions.jsonl", images=root / "images", backend="transformers",
+                          max_tokens=ANSWER_TOKENS, executor=executor)
+    out = root / f"answers-{executor}.jsonl"
+    result = eval_answer(out, config, EngineConfig(model=str(root / "tiny-llava")))
+    answered = time.perf_counter()
+    if executor == "ray":
+        ray.shutdown()
+    return {"startup": started - began, "answer": answered - started, "total": time.perf_counter() - began,
+            "done": result.done, "out": str(out), "peak_mb": peak_mb()}
+
+
+def answer_table(root: Path) -> Table:
+    from vital.executor import actor_shape, machine_cpus
+
+    questions = write_questions(root)
+    actors = actor_shape(machine_cpus(), 0).actors  # what a local Ray runs here: one actor per CPU
+    table = Table(title=f"eval answer --backend transformers: the tiny LLaVA, {N_QUESTIONS} questions, "
+                        f"{ANSWER_TOKENS} new tokens each, one child process per run")
+    for name in ("executor", "answered", "Ray start-up s", "answering s", "run s", "questions/s",
+                 "overhead vs local", "same file as local", "driver peak RSS MB", "load avg"):
+        table.add_column(name, justify="left" if name == "executor" else "right")
+    runs = {executor: run_child("answer", str(questions.parent), executor) for executor in ("local", "ray")}
+    local_file = Path(runs["local"]["out"]).read_bytes()
+    for executor, run in runs.items():
+        table.add_row(
+            "local" if executor == "local" else f"ray, {actors} actor{'s' * (actors != 1)}", str(run["done"]),
+            "–" if executor == "local" else f"{run['startup']:.1f}", f"{run['answer']:.1f}",
+            f"{run['total']:.1f}", f"{run['done'] / run['answer']:.1f}",
+            "1.00" if executor == "local" else f"{run['total'] / runs['local']['total']:.2f}x",
+            "yes" if Path(run["out"]).read_bytes() == local_file else "NO", f"{run['peak_mb']:.0f}",
+            f"{run['load']:.1f}",
+        )
     return table
 
 
@@ -301,6 +374,8 @@ def main() -> None:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         console.print(executor_table(Path(tmp)))
+    with tempfile.TemporaryDirectory(prefix="bench-scale-answer-") as tmp:
+        console.print(answer_table(Path(tmp)))
     measured = tower_throughput()
     console.print(tower_table(measured))
     for table in plan_tables(measured):
@@ -308,8 +383,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        folder, encoders, executor, actors = sys.argv[2:6]
+    if sys.argv[1:3] == ["--child", "extract"]:
+        folder, encoders, executor, actors = sys.argv[3:7]
         print(json.dumps(extract(Path(folder), encoders, executor, int(actors) or None)))
+    elif sys.argv[1:3] == ["--child", "answer"]:
+        print(json.dumps(answer(Path(sys.argv[3]), sys.argv[4])))
     else:
         main()
