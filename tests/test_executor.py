@@ -100,6 +100,9 @@ def test_actors_leave_a_cpu_to_ray_data_and_take_gpus_only_when_there_are_some()
     assert actor_shape(2, 0, actors=1) == ActorShape(actors=1, cpus=1.0, gpus=0)
     assert actor_shape(1, 0) == ActorShape(actors=1, cpus=0.5, gpus=0)
     assert actor_shape(16, 0) == ActorShape(actors=16, cpus=0.93, gpus=0)
+    # a stage whose workers each hold a whole checkpoint (answering) caps them on CPUs, not on GPUs
+    assert actor_shape(16, 0, cpu_actors=1) == ActorShape(actors=1, cpus=1.0, gpus=0)
+    assert actor_shape(16, 4, cpu_actors=1).actors == 4
     assert actor_shape(32, 4) == ActorShape(actors=4, cpus=1.0, gpus=1)
     assert actor_shape(32, 4, actors=8).actors == 4  # never more GPU actors than GPUs: they would wait for ever
 

@@ -126,12 +126,14 @@ class ActorShape:
     gpus: int
 
 
-def actor_shape(cluster_cpus: float, cluster_gpus: float, actors: int | None = None) -> ActorShape:
-    """One actor per GPU (one GPU each) when the cluster has GPUs, else one per CPU; ``actors`` overrides
-    the count (at most one per GPU).  The actors reserve at most all CPUs but one -- half of a one-CPU
+def actor_shape(cluster_cpus: float, cluster_gpus: float, actors: int | None = None,
+                cpu_actors: int | None = None) -> ActorShape:
+    """One actor per GPU (one GPU each) when the cluster has GPUs, else one per CPU, or ``cpu_actors`` (a
+    stage whose workers each hold a large model caps them: answering with a 7B on CPUs); ``actors``
+    overrides the count (at most one per GPU).  The actors reserve at most all CPUs but one -- half of a one-CPU
     machine -- so that Ray Data's own tasks can always run (torch still uses one thread per actor)."""
     gpus = int(cluster_gpus)
-    count = actors or gpus or max(1, int(cluster_cpus))
+    count = actors or gpus or cpu_actors or max(1, int(cluster_cpus))
     if gpus:
         count = min(count, gpus)
     spare = cluster_cpus - min(1.0, cluster_cpus / 2)
@@ -184,11 +186,13 @@ class RayExecutor:
     name = "ray"
 
     def __init__(
-        self, *, address: str | None = None, actors: int | None = None, timeout: float | None = None,
+        self, *, address: str | None = None, actors: int | None = None, cpu_actors: int | None = None,
+        timeout: float | None = None,
         object_store_mb: int = LOCAL_OBJECT_STORE_MB,
     ) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.actors = actors
+        self.cpu_actors = cpu_actors
         self.timeout = timeout or float(os.environ.get("VITAL_RAY_TIMEOUT") or DEFAULT_TIMEOUT)
         self.object_store_mb = object_store_mb
         self._started = False
@@ -218,7 +222,7 @@ class RayExecutor:
     def shape(self) -> ActorShape:
         ray = _import_ray()
         resources = ray.cluster_resources()
-        return actor_shape(resources.get("CPU", 0.0), resources.get("GPU", 0.0), self.actors)
+        return actor_shape(resources.get("CPU", 0.0), resources.get("GPU", 0.0), self.actors, self.cpu_actors)
 
     def map_batches(
         self, make_worker: WorkerFactory, items: Sequence[Any], *, batch_size: int, stage: str,
@@ -289,12 +293,13 @@ class RayExecutor:
 
 
 @contextlib.contextmanager
-def open_executor(name: str) -> Iterator[Executor]:
-    """The executor called ``name`` (one of :data:`EXECUTORS`), started for the ``with`` block."""
+def open_executor(name: str, *, cpu_actors: int | None = None) -> Iterator[Executor]:
+    """The executor called ``name`` (one of :data:`EXECUTORS`), started for the ``with`` block
+    (``cpu_actors``: see :func:`actor_shape`)."""
     if name == "local":
         yield LocalExecutor()
     elif name == "ray":
-        with RayExecutor() as executor:
+        with RayExecutor(cpu_actors=cpu_actors) as executor:
             yield executor
     else:
         raise InputError(f"{name!r} is not one of {', '.join(EXECUTORS)}", field="executor")

@@ -338,6 +338,7 @@ def _answer_with_checkpoint(
         title=f"answering, {model_id}",
         progress=progress,
         inputs=(config.questions,),
+        cpu_actors=1,  # each actor holds the whole checkpoint: on CPUs alone, one copy (a 7B is 14 GB)
     )
 
 

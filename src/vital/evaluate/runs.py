@@ -116,9 +116,11 @@ def run_batches(
     title: str,
     progress: Progress | None = None,
     inputs: Sequence[str | Path | None] = (),
+    cpu_actors: int | None = None,
 ) -> RunResult:
     """Write ``finish(item, result)`` for each unfinished item to ``out``, the results computed in batches on
-    ``executor`` (``local`` or ``ray``, :func:`vital.executor.open_executor`; started only if there is work).
+    ``executor`` (``local`` or ``ray``, :func:`vital.executor.open_executor`; started only if there is work;
+    ``cpu_actors`` caps the Ray actors of a cluster without GPUs).
 
     ``prepare(item)`` is what a worker gets for the item (a dict, say); raising :class:`vital.llm.JobFailed`
     there fails the item here, before anything is sent.  ``make_worker`` builds, where it runs, the batch
@@ -157,7 +159,7 @@ def run_batches(
 
         try:
             if prepared:
-                with open_executor(executor) as runner:
+                with open_executor(executor, cpu_actors=cpu_actors) as runner:
                     for positions, results in runner.map_batches(
                         make_worker, prepared, batch_size=batch_size, stage=title, progress=progress
                     ):
