@@ -17,11 +17,14 @@ install: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# `vital demo` is the same two steps as one command.
 demo: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/vital demo
+	test -f vital-demo/vital.toml || HF_HUB_OFFLINE=1 $(VENV)/bin/vital init vital-demo --demo
+	HF_HUB_OFFLINE=1 $(VENV)/bin/vital run vital-demo/vital.toml
 
+# Two workers; a test file stays on one (its module fixtures are built once).
 test: install browser
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -11,7 +11,7 @@ and the PMC-15M plan computed from them.
    the extraction, the whole run with shut-down, items encoded per second, the overhead against the local run,
    and the driver's peak memory (Ray's workers are other processes).
    Then ``vital eval answer --backend transformers``: the tiny random LLaVA (``build_tiny_llava``) answering
-   the same questions locally and on a local Ray (one actor per CPU, each loading the model once): Ray's
+   the same questions locally and on a local Ray (without GPUs one actor, loading the model once): Ray's
    start-up, the answering, questions/s, the overhead against the local run, and whether the answer files
    are byte for byte the same.
 2. BiomedCLIP-shaped towers with random weights built from their configurations (no download): the
@@ -180,10 +180,11 @@ def answer(root: Path, executor: str) -> dict:
 
 
 def answer_table(root: Path) -> Table:
+    from vital.evaluate.answer import CPU_ACTORS
     from vital.executor import actor_shape, machine_cpus
 
     questions = write_questions(root)
-    actors = actor_shape(machine_cpus(), 0).actors  # what a local Ray runs here: one actor per CPU
+    actors = actor_shape(machine_cpus(), 0, cpu_actors=CPU_ACTORS).actors  # what a local Ray runs here
     table = Table(title=f"eval answer --backend transformers: the tiny LLaVA, {N_QUESTIONS} questions, "
                         f"{ANSWER_TOKENS} new tokens each, one child process per run")
     for name in ("executor", "answered", "Ray start-up s", "answering s", "run s", "questions/s",

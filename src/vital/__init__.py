@@ -71,6 +71,7 @@ _API = {
     "JudgeConfig": "vital.judging",
     "Selector": "vital.selector",
     "SelectorConfig": "vital.selector",
+    "ScoreConfig": "vital.selector",
     "select": "vital.selection",
     "SelectConfig": "vital.selection",
     "import_candidates": "vital.selection",

@@ -56,6 +56,8 @@ BACKENDS = ("openai", "transformers")
 SUPPORTED_MODEL_TYPES = ("llava",)
 ANSWER_BATCH_SIZE = 4
 """Questions sent to a worker at a time by the transformers backend (it answers them one by one)."""
+CPU_ACTORS = 1
+"""Answering actors on a Ray cluster without GPUs: each holds the whole checkpoint (a 7B is 14 GB), so one."""
 
 
 @dataclass
@@ -338,7 +340,7 @@ def _answer_with_checkpoint(
         title=f"answering, {model_id}",
         progress=progress,
         inputs=(config.questions,),
-        cpu_actors=1,  # each actor holds the whole checkpoint: on CPUs alone, one copy (a 7B is 14 GB)
+        cpu_actors=CPU_ACTORS,
     )
 
 
