@@ -8,6 +8,8 @@ every stage turns its inputs (a path, or records in memory) into records.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -148,11 +150,23 @@ PreferenceSource = str | Path | Iterable[Preference]
 
 
 def resolve_image(image: str | None, base: str | Path) -> Path | None:
-    """An image path from a record, made absolute against ``base`` (the folder of the file naming it)."""
+    """An image path from a record, made absolute against ``base`` (the folder of the file naming it).
+
+    ``base`` has its symlinks resolved; the record's own part is joined lexically (``..`` removed, links left
+    alone): resolving every image path costs a filesystem call per path component and record.  Whoever must
+    know where a link really points (the annotation app, confining images to folders) resolves it there.
+    """
     if not image:
         return None
     path = Path(image).expanduser()
-    return path if path.is_absolute() else (Path(base) / path).resolve()
+    if path.is_absolute():
+        return path
+    return Path(os.path.normpath(os.path.join(_resolved(str(base)), path)))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(folder: str) -> str:
+    return str(Path(folder).resolve())
 
 
 def portable_path(image: str | Path, out_dir: Path) -> str:
