@@ -90,6 +90,9 @@ def test_demo_round_runs_every_stage_offline(demo_round):
     compare = json.loads((folder / "eval" / "compare.json").read_text())
     assert compare["comparisons"][0]["n"] == 28  # the tuned model against its base, question by question
     assert result.report == folder / "report.html" and "Evaluation" in result.report.read_text()
+    # each stage says how it ended, with its counts
+    kept = record["stages"]["select"]["counts"]["kept"]
+    assert any(line.startswith("select: done in ") and f"(kept {kept}; considered " in line for line in lines), lines
 
 
 def test_a_rerun_with_nothing_changed_runs_and_rewrites_nothing(demo_round):

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vital.errors import InputError
 from vital.pipeline.config import load_round
@@ -173,6 +174,31 @@ def _run_stage(stage: Stage, context: Context, record: RunRecord, result: RunRes
         entry.fingerprint = None  # never "unchanged": the next run looks at the annotations again
     record.save()
     result.failed += outcome.failed
+    if outcome.status != "waiting":
+        failed = f", {outcome.failed} failed" if outcome.failed else ""
+        tell(f"{stage.name}: {outcome.status} in {entry.seconds:.1f} s{failed}{_brief(outcome.counts)}")
     for note in outcome.notes:
         tell(f"{stage.name}: {note}")
     return outcome.status
+
+
+def _brief(counts: dict[str, Any]) -> str:
+    """A stage's counts in one line: numbers and words, and dicts of them one level down (deeper is for
+    run.json and the report)."""
+
+    def value(item: Any) -> str | None:
+        if isinstance(item, bool) or not isinstance(item, int | float | str):
+            return None
+        if isinstance(item, float):
+            return f"{item:.3g}"
+        return f"{item:,}" if isinstance(item, int) else item
+
+    parts = []
+    for key, item in counts.items():
+        if isinstance(item, dict):
+            inner = [f"{k} {v}" for k, v in ((k, value(v)) for k, v in item.items()) if v is not None]
+            if inner:
+                parts.append(f"{key.replace('_', ' ')}: {', '.join(inner)}")
+        elif (text := value(item)) is not None:
+            parts.append(f"{key.replace('_', ' ')} {text}")
+    return f" ({'; '.join(parts)})" if parts else ""
