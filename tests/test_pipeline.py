@@ -289,6 +289,14 @@ def test_clinicians_choose_demonstrations_before_the_corpus_is_generated(tmp_pat
     assert len(demos) == 2 and all(json.loads(line)["conversations"] for line in demos)
 
 
+def test_a_tune_section_without_a_base_is_off_and_says_why(tmp_path):
+    (tmp_path / "vital.toml").write_text(LIGHT_ROUND + '\n[tune]\nmethod = "lora"\n')
+    lines: list[str] = []
+    result = vital.run(tmp_path / "vital.toml", only=["tune"], say=lines.append)
+    assert result.statuses["tune"] == "off" and result.exit_status == 0
+    assert "tune: off (no base model configured ([tune] base = a local llava-hf checkpoint); nothing to tune)" in lines
+
+
 def test_no_wait_goes_on_with_the_judge_alone(tmp_path):
     config = light_round(tmp_path, GATED_ROUND)
     result = vital.run(config, no_wait=True)
