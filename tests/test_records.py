@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from vital.records import Candidate, Figure, Preference, Score
+from vital.records import Candidate, Figure, Preference, Score, resolve_image
 
 
 def test_turns_use_llava_spelling():
@@ -34,3 +36,16 @@ def test_unknown_domain_and_empty_caption_are_refused():
         Figure(id="f", caption="x", domains=["dermoscopy"])
     with pytest.raises(ValidationError):
         Figure(id="f", caption="  ")
+
+
+def test_image_paths_are_made_absolute_against_the_base_at_call_time(tmp_path, monkeypatch):
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "one" / "data").mkdir(parents=True)
+    (tmp_path / "two" / "data").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "one")
+    assert resolve_image("images/../a.png", tmp_path / "link" / "data") == tmp_path / "one" / "data" / "a.png"
+    assert resolve_image("/abs/b.png", tmp_path) == Path("/abs/b.png")  # absolute paths are kept as they are
+    for folder in ("one", "two"):  # the same relative base from another working directory is another folder
+        monkeypatch.chdir(tmp_path / folder)
+        assert resolve_image("a.png", "data") == tmp_path / folder / "data" / "a.png"
+    assert resolve_image(None, tmp_path) is None and resolve_image("", tmp_path) is None

@@ -161,11 +161,12 @@ def resolve_image(image: str | None, base: str | Path) -> Path | None:
     path = Path(image).expanduser()
     if path.is_absolute():
         return path
-    return Path(os.path.normpath(os.path.join(_resolved(str(base)), path)))
+    return Path(os.path.normpath(os.path.join(_resolved(os.path.abspath(base)), path)))
 
 
 @functools.lru_cache(maxsize=64)
 def _resolved(folder: str) -> str:
+    """``folder`` (absolute, so that the cache does not depend on the working directory) with links resolved."""
     return str(Path(folder).resolve())
 
 

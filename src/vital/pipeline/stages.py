@@ -476,6 +476,7 @@ class AnnotateStage(_AnnotationStage):
     export_name = "preferences.jsonl"
     required_setting = "require_preferences"
 
+
 class TuneStage(Stage):
     """Instruction-tune the base on the selected data; without a base (a CPU and no model) it is off."""
 
