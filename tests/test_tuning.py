@@ -289,6 +289,8 @@ def test_unusable_records_are_listed_and_skipped(base, task, tmp_path):
     assert failures["broken"]["file"] == str(data) and failures["broken"]["line"] == 6
     assert (result.examples, result.failed, result.truncated) == (5, 4, 1)
     assert result.failures == tmp_path / "out" / "failures.jsonl"
+    record = json.loads((tmp_path / "out" / "tune.json").read_text())
+    assert [(entry["records"], entry["used"]) for entry in record["data"]] == [(8, 5), (1, 0)]  # per DATA file
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:

@@ -17,6 +17,7 @@ assistant mask into labels (``-100`` outside the assistant turns).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,7 +106,9 @@ def read_examples(
     examples: list[Example] = []
     rejected: list[Rejected] = []
     files = []
+    paths = []
     for path in data:
+        paths.append(path)
         base = image_root if image_root is not None else path.resolve().parent
         count = 0
         for record in read_llava(path, check=False):
@@ -137,8 +140,9 @@ def read_examples(
             kept.append(example)
         else:
             rejected.append(Rejected(example.id, example.path, example.line, reason))
-    for entry in files:
-        entry["used"] = sum(1 for e in kept if str(e.path.resolve()) == entry["path"])
+    used = Counter(example.path for example in kept)
+    for path, entry in zip(paths, files, strict=True):
+        entry["used"] = used[path]
     return TrainingData(kept, rejected, files, truncated)
 
 
